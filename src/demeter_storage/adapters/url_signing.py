@@ -1,0 +1,155 @@
+"""HMAC-signed URLs for stores that have no server of their own to sign for them.
+
+The local and in-memory stores hand out URLs shaped like S3's presigned ones:
+``{base_url}/{key}?X-Demeter-Date=...&X-Demeter-Expires=...&X-Demeter-Signature=...``.
+The signature is HMAC-SHA256 over the method, the store's scope (its bucket
+name), the key, the signing time and the lifetime, so a URL cannot be bent to
+another key, store, method or lifetime; it is checked in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from demeter_storage.domain.errors import ConfigurationError, InvalidSignature, ValidationError
+from demeter_storage.domain.keys import validate_key
+from demeter_storage.domain.objects import (
+    MAX_PRESIGN_SECONDS,
+    HttpMethod,
+    PresignedUrl,
+    validate_method,
+)
+
+DATE_PARAM = "X-Demeter-Date"
+EXPIRES_PARAM = "X-Demeter-Expires"
+SIGNATURE_PARAM = "X-Demeter-Signature"
+MIN_SECRET_BYTES = 16
+ALLOWED_CLOCK_SKEW = timedelta(seconds=60)
+"""How far in the future a signing time may lie (clocks of two processes differ)."""
+
+_SCHEMES = frozenset({"http", "https", "memory"})
+
+
+def quote_key(key: str) -> str:
+    """Percent-encode a key for a URL path, keeping ``/`` (RFC 3986 unreserved kept)."""
+    return quote(key, safe="/~")
+
+
+class UrlSigner:
+    """Signs and verifies URLs for one store.
+
+    Args:
+        secret: the HMAC key, at least 16 bytes. Anyone holding it can mint URLs.
+        base_url: where the URLs point, e.g. ``http://127.0.0.1:8765/demeter-photos-original``.
+        scope: what the URLs are scoped to (the store's bucket name).
+        clock: returns the current time (timezone-aware); injectable for tests.
+    """
+
+    __slots__ = ("_base", "_clock", "_prefix", "_secret", "scope")
+
+    def __init__(
+        self,
+        secret: bytes,
+        base_url: str,
+        scope: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"the URL signing secret must be at least {MIN_SECRET_BYTES} bytes; "
+                "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        parts = urlsplit(base_url)
+        if parts.scheme not in _SCHEMES or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigurationError(
+                f"invalid base URL {base_url!r}: use http(s)://host[:port][/path] "
+                "without a query or fragment"
+            )
+        self._secret = secret
+        self._base = parts._replace(path=parts.path.rstrip("/"))
+        self._prefix = self._base.geturl() + "/"
+        self.scope = scope
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"UrlSigner(base_url={self._base.geturl()!r}, scope={self.scope!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The URL every signed URL of this store starts with."""
+        return self._base.geturl()
+
+    def _signature(self, method: str, key: str, date: int, expires_in: int) -> str:
+        message = f"demeter-v1\n{method}\n{self.scope}\n{key}\n{date}\n{expires_in}"
+        return hmac.new(self._secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def sign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
+        """Return a URL allowing ``method`` on ``key`` for ``expires_in`` seconds."""
+        date = int(self._clock().timestamp())
+        signature = self._signature(method, key, date, expires_in)
+        url = (
+            f"{self._prefix}{quote_key(key)}?{DATE_PARAM}={date}"
+            f"&{EXPIRES_PARAM}={expires_in}&{SIGNATURE_PARAM}={signature}"
+        )
+        expires_at = datetime.fromtimestamp(date + expires_in, UTC)
+        return PresignedUrl(url=url, method=method, expires_at=expires_at)
+
+    def verify(self, url: str, method: str = "GET") -> str:
+        """Return the key ``url`` grants ``method`` on, if its signature holds now.
+
+        Raises:
+            InvalidSignature: the URL is not this store's, is malformed, tampered
+                with, made for another method, dated in the future, or expired.
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, got {type(url).__name__}")
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != (self._base.scheme, self._base.netloc) or (
+            not parts.path.startswith(self._base.path + "/")
+        ):
+            raise InvalidSignature("the URL was not issued by this store; request a new one")
+        return self.verify_path(parts.path[len(self._base.path) + 1 :], parts.query, method)
+
+    def verify_path(self, quoted_key: str, query: str, method: str = "GET") -> str:
+        """Like :meth:`verify`, for a request already routed to this store.
+
+        Args:
+            quoted_key: the URL path below the store's base path, still percent-encoded.
+            query: the URL's raw query string.
+            method: the HTTP method of the request.
+        """
+        try:
+            valid_method = validate_method(method)
+            key = validate_key(unquote(quoted_key, errors="strict"))
+            params = parse_qs(query, keep_blank_values=True, strict_parsing=True)
+            date_text, expires_text, signature = (
+                _single(params, name) for name in (DATE_PARAM, EXPIRES_PARAM, SIGNATURE_PARAM)
+            )
+            date, expires_in = int(date_text), int(expires_text)
+        except (ValidationError, ValueError, UnicodeError) as exc:
+            raise InvalidSignature(f"malformed signed URL ({exc}); request a new one") from exc
+        expected = self._signature(valid_method, key, date, expires_in)
+        if not hmac.compare_digest(expected, signature):
+            raise InvalidSignature(
+                "the URL's signature does not match (tampered, for another key or "
+                "method, or signed with another secret); request a new one"
+            )
+        now = self._clock().timestamp()
+        if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
+            raise InvalidSignature("the URL's lifetime is outside 1 s to 7 days")
+        if date > now + ALLOWED_CLOCK_SKEW.total_seconds():
+            raise InvalidSignature("the URL is dated in the future; check the server's clock")
+        if now > date + expires_in:
+            raise InvalidSignature("the URL has expired; request a new one")
+        return key
+
+
+def _single(params: dict[str, list[str]], name: str) -> str:
+    values = params.get(name, [])
+    if len(values) != 1:
+        raise ValueError(f"expected exactly one {name} parameter")
+    return values[0]

@@ -1,0 +1,1 @@
+"""The domain: value objects, key rules and errors. It imports no adapter."""

@@ -1,0 +1,370 @@
+"""The contracts every adapter fulfils.
+
+:class:`ImageStore` is the object-storage port; :class:`MetadataRepository` the
+port for the records that point at objects (kept apart so that database
+deletes and object deletes never depend on one another).
+
+:class:`ImageStore`'s public methods check every argument (keys, content types,
+metadata, expiries, data types) *before* any I/O and then call the protected
+``_``-methods that an adapter implements; so an adapter only ever sees valid,
+NFC-normalised input, and a bad argument never costs a request or leaves
+anything behind.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import IO, Self
+
+from demeter_storage.domain.errors import ObjectNotFound, ValidationError
+from demeter_storage.domain.keys import validate_key, validate_prefix
+from demeter_storage.domain.lifecycle import (
+    LifecyclePolicy,
+    is_expired,
+    warn_unenforceable,
+)
+from demeter_storage.domain.objects import (
+    HttpMethod,
+    ObjectInfo,
+    PresignedUrl,
+    utc_now,
+    validate_content_type,
+    validate_expires_in,
+    validate_metadata,
+    validate_method,
+)
+from demeter_storage.domain.records import ImageRecord, ImageState
+from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Payload, PutData
+
+
+def _validate_chunk_size(chunk_size: object) -> int:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
+        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValidationError(f"chunk_size must be at least 1 byte, got {chunk_size}")
+    return chunk_size
+
+
+def _validate_keys(keys: object) -> builtins.list[str]:
+    if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+        raise TypeError("keys must be an iterable of str (a list or tuple), not a single key")
+    return [validate_key(key) for key in keys]
+
+
+class ImageStore(abc.ABC):
+    """Asynchronous object storage bound to one bucket (or root directory).
+
+    The contract, which :mod:`demeter_storage.testing` checks for any adapter:
+
+    * Keys are ``/``-separated segments (see :func:`~demeter_storage.domain.keys.validate_key`);
+      an invalid key raises :class:`~demeter_storage.domain.errors.ValidationError`
+      before any I/O, a non-str key ``TypeError``.
+    * Every read method (``get``, ``stream``, ``head``) raises
+      :class:`~demeter_storage.domain.errors.ObjectNotFound` for a missing key;
+      ``exists`` returns False instead.
+    * ``put`` replaces an existing object atomically: readers see the old or the
+      new bytes, never a mix, and a failure part-way leaves the old object (or
+      nothing) in place.
+    * ``delete`` and ``delete_many`` are idempotent: deleting a missing key is fine.
+    * Failures are raised as :class:`~demeter_storage.domain.errors.StorageError`
+      subclasses; no library exception escapes.
+
+    Stores may hold resources (threads, connections): close them with
+    :meth:`aclose` or ``async with``.
+    """
+
+    name: str
+    """The bucket (or root directory name) the store is bound to."""
+
+    _lifecycle_policy: LifecyclePolicy | None = None
+
+    async def put(
+        self,
+        key: str,
+        data: PutData,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Store ``data`` under ``key``, replacing any object there.
+
+        Args:
+            key: where to store it.
+            data: ``bytes``, a binary file object (read from its current position)
+                or an async iterable of bytes. Files and iterables are streamed,
+                never read whole into memory.
+            content_type: the MIME type to serve it with.
+            metadata: user metadata, see
+                :func:`~demeter_storage.domain.objects.validate_metadata`.
+
+        Returns:
+            What was stored, with its size and SHA-256.
+        """
+        valid_key = validate_key(key)
+        valid_type = validate_content_type(content_type)
+        valid_metadata = validate_metadata(metadata)
+        return await self._put(valid_key, Payload.of(data), valid_type, valid_metadata)
+
+    async def get(self, key: str) -> bytes:
+        """Return the whole object. Prefer :meth:`stream` for large objects."""
+        return await self._get(validate_key(key))
+
+    def stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """Iterate over the object in chunks of at most ``chunk_size`` bytes.
+
+        The key is checked at once; ``ObjectNotFound`` is raised when iteration starts.
+        """
+        return self._stream(validate_key(key), _validate_chunk_size(chunk_size))
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Return what the store knows about the object, without its bytes."""
+        return await self._head(validate_key(key))
+
+    async def exists(self, key: str) -> bool:
+        """Return whether an object is stored under ``key``."""
+        valid_key = validate_key(key)
+        try:
+            await self._head(valid_key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing key is not an error."""
+        await self._delete(validate_key(key))
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete every key given (all are checked before the first delete)."""
+        valid_keys = list(dict.fromkeys(_validate_keys(keys)))
+        if valid_keys:
+            await self._delete_many(valid_keys)
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Iterate over the objects whose keys start with ``prefix``, in key order."""
+        return self._list(validate_prefix(prefix))
+
+    async def presign(
+        self, key: str, *, expires_in: int | timedelta, method: HttpMethod = "GET"
+    ) -> PresignedUrl:
+        """Return a URL that allows ``method`` on ``key`` for ``expires_in`` (1 s to 7 days).
+
+        Presigning does not check that the object exists (a PUT URL is for one
+        that does not yet).
+        """
+        return await self._presign(
+            validate_key(key), validate_expires_in(expires_in), validate_method(method)
+        )
+
+    async def apply_lifecycle(self, policy: LifecyclePolicy) -> None:
+        """Apply the rules of ``policy`` that cover this store's bucket.
+
+        Applying the same policy twice changes nothing. S3 stores write the
+        bucket's lifecycle configuration (keeping rules they do not manage) and
+        the server enforces it; other stores keep the policy and enforce it in
+        :meth:`sweep`, ignoring (with a warning) what only S3 can do.
+        """
+        if not isinstance(policy, LifecyclePolicy):
+            raise TypeError(f"policy must be a LifecyclePolicy, got {type(policy).__name__}")
+        await self._apply_lifecycle(policy.for_bucket(self.name))
+
+    async def get_lifecycle(self) -> LifecyclePolicy:
+        """The lifecycle rules this store applies (those it manages, on S3)."""
+        return await self._get_lifecycle()
+
+    async def sweep(
+        self, now: datetime | None = None, *, dry_run: bool = False
+    ) -> builtins.list[ObjectInfo]:
+        """Delete the objects whose lifecycle expiry has passed; return them.
+
+        With ``dry_run`` nothing is deleted: the objects that would go are
+        returned. On S3 the server enforces the rules and nothing is removed here.
+
+        Args:
+            now: the time to judge expiry against (timezone-aware; default: now).
+            dry_run: only report.
+        """
+        if now is not None and now.tzinfo is None:
+            raise ValidationError("now must be timezone-aware; use datetime.now(UTC)")
+        return await self._sweep(now or utc_now(), dry_run)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
+        """Release the store's resources. The default does nothing."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # The adapter's side: arguments arrive checked and normalised.
+
+    @abc.abstractmethod
+    async def _put(
+        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo: ...
+
+    async def _get(self, key: str) -> bytes:
+        return b"".join([chunk async for chunk in self._stream(key, DEFAULT_CHUNK_SIZE)])
+
+    @abc.abstractmethod
+    def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]: ...
+
+    @abc.abstractmethod
+    async def _head(self, key: str) -> ObjectInfo: ...
+
+    @abc.abstractmethod
+    async def _delete(self, key: str) -> None: ...
+
+    async def _delete_many(self, keys: builtins.list[str]) -> None:
+        for key in keys:
+            await self._delete(key)
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
+
+    @abc.abstractmethod
+    async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl: ...
+
+    # Lifecycle: by default the store keeps the policy and enforces it in sweep().
+
+    async def _apply_lifecycle(self, policy: LifecyclePolicy) -> None:
+        warn_unenforceable(policy, self.name)
+        self._lifecycle_policy = policy
+
+    async def _get_lifecycle(self) -> LifecyclePolicy:
+        return self._lifecycle_policy or LifecyclePolicy()
+
+    async def _sweep(self, now: datetime, dry_run: bool) -> builtins.list[ObjectInfo]:
+        policy = await self._get_lifecycle()
+        rules = [rule for rule in policy.rules if rule.expire_after_days is not None]
+        if not rules:
+            return []
+        expired = [info async for info in self._list("") if is_expired(info, rules, now)]
+        if expired and not dry_run:
+            await self._delete_many([info.key for info in expired])
+        return expired
+
+
+class ThumbnailMaker(abc.ABC):
+    """Makes small JPEG previews of originals."""
+
+    @abc.abstractmethod
+    async def make(self, source: bytes | IO[bytes]) -> bytes | None:
+        """Return a JPEG thumbnail of the image in ``source``, or None if it cannot be decoded.
+
+        ``source`` is the whole image, as bytes or a seekable binary file
+        positioned at its start. It must not raise for undecodable images.
+        """
+
+
+class MetadataRepository(abc.ABC):
+    """Asynchronous storage of :class:`~demeter_storage.domain.records.ImageRecord` rows.
+
+    The contract, which :mod:`demeter_storage.testing` checks for any adapter:
+
+    * ``(bucket, key)`` is unique: :meth:`add` raises
+      :class:`~demeter_storage.domain.errors.ImageAlreadyExists` for a taken key
+      (or a taken id), atomically, even under concurrent adds.
+    * State changes are conditional and idempotent: :meth:`mark_ready` only
+      moves an ``uploading`` record; :meth:`mark_deleting` works from any state;
+      :meth:`remove` of a missing id is fine.
+    * :meth:`claim` is atomic: concurrent claimers never get the same row
+      (until its claim times out).
+    * Reads return records with ``visualization_keys`` filled in.
+    """
+
+    @abc.abstractmethod
+    async def add(self, record: ImageRecord) -> None:
+        """Insert a new record."""
+
+    @abc.abstractmethod
+    async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
+        """The record with this id, in any state, or None."""
+
+    @abc.abstractmethod
+    async def get_by_key(self, bucket: str, key: str) -> ImageRecord | None:
+        """The record owning ``key`` in ``bucket`` (its object or thumbnail), or None."""
+
+    @abc.abstractmethod
+    async def mark_ready(
+        self,
+        image_id: uuid.UUID,
+        *,
+        size: int,
+        sha256: str,
+        thumbnail_key: str | None,
+        now: datetime,
+    ) -> ImageRecord | None:
+        """Move an ``uploading`` record to ``ready``; None if it is not uploading (any more)."""
+
+    @abc.abstractmethod
+    async def mark_deleting(
+        self, image_id: uuid.UUID, *, now: datetime
+    ) -> builtins.list[ImageRecord]:
+        """Mark the record and its visualizations ``deleting``; return them (empty if none)."""
+
+    @abc.abstractmethod
+    async def remove(self, image_ids: Sequence[uuid.UUID]) -> None:
+        """Delete these records (children before parents); missing ids are ignored."""
+
+    @abc.abstractmethod
+    async def list_session(
+        self, session_id: str, *, limit: int, after: tuple[str, str] | None = None
+    ) -> builtins.list[ImageRecord]:
+        """Ready records of a session ordered by ``(bucket, key)``, after that pair."""
+
+    @abc.abstractmethod
+    async def claim(
+        self,
+        *,
+        state: ImageState,
+        updated_before: datetime,
+        now: datetime,
+        claimant: str,
+        limit: int,
+        claim_timeout: timedelta,
+    ) -> builtins.list[ImageRecord]:
+        """Atomically claim up to ``limit`` records in ``state`` last updated before a time.
+
+        Records claimed by someone else less than ``claim_timeout`` ago are skipped.
+        """
+
+    @abc.abstractmethod
+    async def expiry_candidates(
+        self,
+        *,
+        bucket: str,
+        prefix: str,
+        created_before: datetime,
+        limit: int,
+        after: uuid.UUID | None = None,
+    ) -> builtins.list[ImageRecord]:
+        """Ready records of ``bucket`` under ``prefix`` created before a time, by id.
+
+        These are the records whose objects a lifecycle rule may have removed.
+        """
+
+    @abc.abstractmethod
+    async def mark_expired(self, image_id: uuid.UUID, *, now: datetime) -> bool:
+        """Move a ``ready`` record to ``expired``; return whether it was ready."""
+
+    @abc.abstractmethod
+    async def release(self, image_ids: Sequence[uuid.UUID]) -> None:
+        """Give up claims (after a failure), so that another reconciler may retry."""
+
+    @abc.abstractmethod
+    def records(self) -> AsyncIterator[ImageRecord]:
+        """Every record, in any state (for audits)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release the repository's resources. The default does nothing."""

@@ -1,0 +1,21 @@
+"""Shared fixtures and hypothesis profiles for the test suite."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+from demeter_storage.testing import postgres_engine, postgres_url, redis_url, seaweedfs_server
+
+__all__ = ["postgres_engine", "postgres_url", "redis_url", "seaweedfs_server"]
+
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=False,
+    print_blob=True,
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
