@@ -1,0 +1,470 @@
+"""An :class:`~demeter_storage.ports.ImageStore` on S3 (and S3-compatible servers), on boto3.
+
+boto3 is synchronous; its calls run in a thread pool owned by the store, sized
+by ``max_concurrency`` with botocore's connection pool of the same size. boto3's
+own retries are off: wrap the store in
+:class:`~demeter_storage.adapters.resilience.ResilientImageStore` for retries and
+a circuit breaker (``build_service`` always does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import functools
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from demeter_storage.adapters.s3_config import S3Config, build_s3_client
+from demeter_storage.adapters.s3_errors import error_code, translate
+from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
+from demeter_storage.adapters.s3_multipart import PartReader, upload_parts
+from demeter_storage.domain.errors import ConfigurationError, StorageError
+from demeter_storage.domain.keys import validate_key
+from demeter_storage.domain.lifecycle import LifecyclePolicy
+from demeter_storage.domain.objects import (
+    RESERVED_METADATA_PREFIX,
+    HttpMethod,
+    ObjectInfo,
+    PresignedUrl,
+    utc_now,
+)
+from demeter_storage.ports import ImageStore
+from demeter_storage.streams import Digest, Payload
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+SHA256_METADATA: Final = f"{RESERVED_METADATA_PREFIX}sha256"
+CONTENT_TYPE_METADATA: Final = f"{RESERVED_METADATA_PREFIX}content-type"
+"""The declared content type, kept because some servers (SeaweedFS) replace
+``application/octet-stream`` with a guess from the key's extension."""
+DELETE_BATCH: Final = 1000
+"""S3's limit of keys per DeleteObjects request."""
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def validate_bucket_name(name: object) -> str:
+    """Return ``name`` if it follows S3's bucket naming rules.
+
+    Raises:
+        TypeError: not a str.
+        ConfigurationError: not a valid bucket name.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"bucket must be a str, got {type(name).__name__}")
+    if not _BUCKET_NAME.match(name) or ".." in name:
+        raise ConfigurationError(
+            f"invalid bucket name {name!r}: use 3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+class S3ImageStore(ImageStore):
+    """Objects in one S3 bucket.
+
+    Args:
+        bucket: the bucket's name.
+        client: a ready boto3 S3 client; built from ``config`` when None. A
+            given client is not closed by :meth:`aclose`; give it a connection
+            pool of at least ``config.max_concurrency``.
+        config: connection, credential and transfer settings.
+        clock: returns the current time; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        client: S3Client | None = None,
+        config: S3Config | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.name = validate_bucket_name(bucket)
+        self.config = config or S3Config()
+        self._clock = clock
+        self._owns_client = client is None
+        self.client: S3Client = client if client is not None else build_s3_client(self.config)
+        pool = getattr(self.client.meta.config, "max_pool_connections", None)
+        if pool is not None and pool < self.config.max_concurrency:
+            logger.warning(
+                "the S3 client's connection pool (%s) is smaller than max_concurrency (%s): "
+                "connections will be dropped and reopened; build the client with "
+                "Config(max_pool_connections=%s)",
+                pool,
+                self.config.max_concurrency,
+                self.config.max_concurrency,
+            )
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.config.max_concurrency, thread_name_prefix=f"demeter-s3-{bucket}"
+        )
+
+    def __repr__(self) -> str:
+        return f"S3ImageStore(bucket={self.name!r}, config={self.config!r})"
+
+    async def aclose(self) -> None:
+        """Stop the store's threads (and close the client it built)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_client:
+            self.client.close()
+
+    async def _call(
+        self, operation: str, fn: Callable[..., Any], *, key: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Run one boto3 call in the store's executor, translating its errors."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
+        except Exception as exc:
+            raise translate(exc, operation=operation, bucket=self.name, key=key) from exc
+
+    # Writing
+
+    async def _put(
+        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
+        data = payload.in_memory
+        if data is not None and len(data) <= self.config.multipart_threshold:
+            return await self._put_single(key, data, content_type, metadata)
+        digest = Digest()
+        part_size = self.config.part_size
+        # Chunks of one part each: a file is then read part by part, without copies.
+        reader = PartReader(payload.chunks(part_size), digest)
+        head = await reader.read(self.config.multipart_threshold)
+        more = await reader.read(part_size) if len(head) == self.config.multipart_threshold else b""
+        if not more:
+            return await self._put_single(key, head, content_type, metadata)
+        reader.unread(more)
+        reader.unread(head)
+        del head, more
+        etag = await upload_parts(
+            functools.partial(self._call, key=key),
+            self.client,
+            bucket=self.name,
+            key=key,
+            content_type=content_type,
+            metadata=_stored_metadata(metadata, content_type, None),
+            reader=reader,
+            part_size=self.config.part_size,
+            concurrency=self.config.multipart_concurrency,
+        )
+        etag = await self._record_sha256(key, etag, digest.sha256, content_type, metadata)
+        return self._info(
+            key,
+            size=digest.size,
+            content_type=content_type,
+            sha256=digest.sha256,
+            etag=etag,
+            metadata=metadata,
+        )
+
+    async def _put_single(
+        self, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
+        def hash_and_put() -> tuple[str, dict[str, Any]]:
+            # One worker-thread job: a hop between threads costs as much as the hashing.
+            # The SHA-256 goes into metadata; on the wire botocore's CRC32 protects
+            # the bytes (the server checks it, cheaper for both sides).
+            sha256 = hashlib.sha256(data).hexdigest()
+            response = self.client.put_object(
+                Bucket=self.name,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=_stored_metadata(metadata, content_type, sha256),
+                ChecksumAlgorithm="CRC32",
+            )
+            return sha256, dict(response)
+
+        sha256, response = await self._call("PutObject", hash_and_put, key=key)
+        return self._info(
+            key,
+            size=len(data),
+            content_type=content_type,
+            sha256=sha256,
+            etag=response.get("ETag"),
+            metadata=metadata,
+        )
+
+    async def _record_sha256(
+        self, key: str, etag: str, sha256: str, content_type: str, metadata: dict[str, str]
+    ) -> str:
+        """Add the whole object's SHA-256 to a multipart object's metadata.
+
+        It is only known once every part was read, after S3 fixed the metadata;
+        a server-side copy onto itself (conditional on the ETag, so that a
+        concurrent overwrite is never clobbered) adds it. Should the copy fail,
+        the object is complete and correct; only its recorded SHA-256 is missing.
+        """
+        try:
+            response = await self._call(
+                "CopyObject",
+                self.client.copy_object,
+                key=key,
+                Bucket=self.name,
+                Key=key,
+                CopySource={"Bucket": self.name, "Key": key},
+                CopySourceIfMatch=etag,
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+                Metadata=_stored_metadata(metadata, content_type, sha256),
+                # The copy's own full-object checksum replaces the per-part composite.
+                ChecksumAlgorithm="CRC32",
+            )
+        except StorageError as exc:
+            logger.warning("could not record the SHA-256 of %r in %r: %s", key, self.name, exc)
+            return etag
+        return str(response.get("CopyObjectResult", {}).get("ETag", etag))
+
+    def _info(
+        self,
+        key: str,
+        *,
+        size: int,
+        content_type: str | None,
+        sha256: str | None,
+        etag: str | None,
+        metadata: dict[str, str],
+        last_modified: datetime | None = None,
+    ) -> ObjectInfo:
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=content_type,
+            sha256=sha256,
+            etag=etag,
+            last_modified=last_modified or self._clock(),
+            metadata=metadata,
+        )
+
+    # Reading
+
+    def _describe(self, key: str, response: dict[str, Any]) -> ObjectInfo:
+        stored = response.get("Metadata", {})
+        sha256 = stored.get(SHA256_METADATA)
+        user = {k: v for k, v in stored.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
+        return self._info(
+            key,
+            size=int(response["ContentLength"]),
+            content_type=stored.get(CONTENT_TYPE_METADATA) or response.get("ContentType"),
+            sha256=sha256 if isinstance(sha256, str) and _SHA256_HEX.match(sha256) else None,
+            etag=response.get("ETag"),
+            metadata=user,
+            last_modified=response.get("LastModified"),
+        )
+
+    async def _head(self, key: str) -> ObjectInfo:
+        response = await self._call(
+            "HeadObject", self.client.head_object, key=key, Bucket=self.name, Key=key
+        )
+        return self._describe(key, response)
+
+    async def _get(self, key: str) -> bytes:
+        def get_and_read() -> bytes:
+            body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
+            try:
+                data: bytes = body.read()
+            finally:
+                body.close()
+            return data
+
+        result: bytes = await self._call("GetObject", get_and_read, key=key)
+        return result
+
+    async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+        def open_and_read() -> tuple[Any, bytes]:
+            body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
+            try:
+                return body, body.read(chunk_size)
+            except BaseException:
+                body.close()
+                raise
+
+        body, chunk = await self._call("GetObject", open_and_read, key=key)
+        try:
+            while chunk:
+                yield chunk
+                chunk = await self._call("GetObject", body.read, key=key, amt=chunk_size)
+        finally:
+            body.close()
+
+    async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        if not self.config.sorts_listings:
+            async for info in self._list_pages(prefix):
+                yield info
+            return
+        collected = [info async for info in self._list_pages(prefix)]
+        collected.sort(key=lambda info: info.key)
+        for info in collected:
+            yield info
+
+    async def _list_pages(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self._call("ListObjectsV2", self.client.list_objects_v2, **kwargs)
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if not _is_valid_key(key):
+                    continue  # written by another tool; no method of ours can address it
+                yield self._info(
+                    key,
+                    size=int(item["Size"]),
+                    content_type=None,
+                    sha256=None,
+                    etag=item.get("ETag"),
+                    metadata={},
+                    last_modified=item["LastModified"],
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    # Deleting
+
+    async def _delete(self, key: str) -> None:
+        await self._call(
+            "DeleteObject", self.client.delete_object, key=key, Bucket=self.name, Key=key
+        )
+
+    async def _delete_many(self, keys: builtins.list[str]) -> None:
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            response = await self._call(
+                "DeleteObjects",
+                self.client.delete_objects,
+                Bucket=self.name,
+                Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+            )
+            errors = response.get("Errors", [])
+            if errors:
+                shown = ", ".join(f"{e.get('Key')!r}: {e.get('Code')}" for e in errors[:5])
+                raise StorageError(
+                    f"S3 DeleteObjects in bucket {self.name!r} left {len(errors)} object(s): "
+                    f"{shown}; retry the delete"
+                )
+
+    # URLs and the bucket itself
+
+    async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
+        now = self._clock()
+        client_method = "get_object" if method == "GET" else "put_object"
+        try:
+            url = self.client.generate_presigned_url(
+                client_method, Params={"Bucket": self.name, "Key": key}, ExpiresIn=expires_in
+            )
+        except Exception as exc:
+            raise translate(exc, operation="presign", bucket=self.name, key=key) from exc
+        return PresignedUrl(url=url, method=method, expires_at=now + timedelta(seconds=expires_in))
+
+    # Lifecycle: written into the bucket's configuration; the server enforces it.
+
+    async def _bucket_lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
+        try:
+            response = await self._call(
+                "GetBucketLifecycleConfiguration",
+                self.client.get_bucket_lifecycle_configuration,
+                Bucket=self.name,
+            )
+        except StorageError as exc:
+            cause = exc.__cause__
+            missing = "NoSuchLifecycleConfiguration"
+            if isinstance(cause, ClientError) and error_code(cause) == missing:
+                return []
+            raise
+        return [dict(rule) for rule in response.get("Rules", [])]
+
+    async def _apply_lifecycle(self, policy: LifecyclePolicy) -> None:
+        existing = await self._bucket_lifecycle_rules()
+        wanted = LifecyclePolicy(rules=sorted(policy.rules, key=lambda rule: rule.id))
+        if managed_policy(existing) == wanted:
+            return  # applying twice changes nothing, not even the bucket's configuration
+        rules = merged_rules(existing, wanted)
+        if rules:
+            await self._call(
+                "PutBucketLifecycleConfiguration",
+                self.client.put_bucket_lifecycle_configuration,
+                Bucket=self.name,
+                LifecycleConfiguration={"Rules": rules},
+            )
+        else:
+            await self._call(
+                "DeleteBucketLifecycle", self.client.delete_bucket_lifecycle, Bucket=self.name
+            )
+
+    async def _get_lifecycle(self) -> LifecyclePolicy:
+        return managed_policy(await self._bucket_lifecycle_rules())
+
+    async def _sweep(self, now: datetime, dry_run: bool) -> builtins.list[ObjectInfo]:
+        return []  # S3 enforces the bucket's lifecycle configuration itself
+
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist; return whether it was created.
+
+        Raises:
+            ConfigurationError: the credentials may not read or create the bucket.
+        """
+        try:
+            await self._call("HeadBucket", self.client.head_bucket, Bucket=self.name)
+            return False
+        except ConfigurationError as exc:
+            if not _is_missing_bucket(exc):
+                raise
+        kwargs: dict[str, Any] = {"Bucket": self.name}
+        region = self.client.meta.region_name
+        if region and region != "us-east-1" and self.config.endpoint_url is None:
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await self._call("CreateBucket", self.client.create_bucket, **kwargs)
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and error_code(cause) in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                return False
+            if isinstance(exc, ConfigurationError):
+                raise ConfigurationError(
+                    f"bucket {self.name!r} does not exist and these credentials may not create "
+                    f"it ({exc}); create it once with an admin identity, or grant s3:CreateBucket"
+                ) from exc
+            raise
+        return True
+
+
+def _stored_metadata(
+    metadata: dict[str, str], content_type: str, sha256: str | None
+) -> dict[str, str]:
+    stored = {**metadata, CONTENT_TYPE_METADATA: content_type}
+    if sha256 is not None:
+        stored[SHA256_METADATA] = sha256
+    return stored
+
+
+def _is_missing_bucket(exc: ConfigurationError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, ClientError) and error_code(cause) in (
+        "NoSuchBucket",
+        "404",
+        "NotFound",
+    )
+
+
+def _is_valid_key(key: str) -> bool:
+    try:
+        return validate_key(key) == key
+    except ValueError:
+        return False
