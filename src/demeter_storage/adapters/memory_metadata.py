@@ -1,0 +1,201 @@
+"""An in-memory :class:`~demeter_storage.ports.MetadataRepository` for tests and development.
+
+Every method runs without awaiting in between its reads and writes, so under
+asyncio each is atomic, like a transaction.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from demeter_storage.domain.errors import ImageAlreadyExists
+from demeter_storage.domain.records import ImageRecord, ImageState
+from demeter_storage.ports import MetadataRepository
+
+
+@attrs.frozen
+class _Claim:
+    claimant: str
+    at: datetime
+
+
+class InMemoryMetadataRepository(MetadataRepository):
+    """Records in dicts; each instance is isolated."""
+
+    def __init__(self) -> None:
+        self._records: dict[uuid.UUID, ImageRecord] = {}
+        self._claims: dict[uuid.UUID, _Claim] = {}
+
+    def __repr__(self) -> str:
+        return f"InMemoryMetadataRepository(records={len(self._records)})"
+
+    def _with_children(self, record: ImageRecord) -> ImageRecord:
+        children = sorted(
+            r.key
+            for r in self._records.values()
+            if r.parent_id == record.image_id and r.state is ImageState.READY
+        )
+        return attrs.evolve(record, visualization_keys=tuple(children))
+
+    def _owner(self, bucket: str, key: str) -> ImageRecord | None:
+        for record in self._records.values():
+            if record.bucket == bucket and key in record.object_keys:
+                return record
+        return None
+
+    async def add(self, record: ImageRecord) -> None:
+        """Insert a new record (``ImageAlreadyExists`` if its id or key is taken)."""
+        holder = self._owner(record.bucket, record.key)
+        if holder is not None or record.image_id in self._records:
+            raise ImageAlreadyExists(
+                record.bucket, record.key, holder.image_id if holder else record.image_id
+            )
+        self._records[record.image_id] = attrs.evolve(record, visualization_keys=())
+
+    async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
+        """The record with this id, or None."""
+        record = self._records.get(image_id)
+        return None if record is None else self._with_children(record)
+
+    async def get_by_key(self, bucket: str, key: str) -> ImageRecord | None:
+        """The record owning ``key`` in ``bucket``, or None."""
+        record = self._owner(bucket, key)
+        return None if record is None else self._with_children(record)
+
+    async def mark_ready(
+        self,
+        image_id: uuid.UUID,
+        *,
+        size: int,
+        sha256: str,
+        thumbnail_key: str | None,
+        now: datetime,
+    ) -> ImageRecord | None:
+        """Move an uploading record to ready."""
+        record = self._records.get(image_id)
+        if record is None or record.state is not ImageState.UPLOADING:
+            return None
+        ready = attrs.evolve(
+            record,
+            state=ImageState.READY,
+            size=size,
+            sha256=sha256,
+            thumbnail_key=thumbnail_key,
+            updated_at=now,
+        )
+        self._records[image_id] = ready
+        return self._with_children(ready)
+
+    async def mark_deleting(
+        self, image_id: uuid.UUID, *, now: datetime
+    ) -> builtins.list[ImageRecord]:
+        """Mark the record and its visualizations deleting."""
+        if image_id not in self._records:
+            return []
+        affected = [r for r in self._records.values() if image_id in (r.image_id, r.parent_id)]
+        result = []
+        for record in affected:
+            marked = record
+            if record.state is not ImageState.DELETING:
+                marked = attrs.evolve(record, state=ImageState.DELETING, updated_at=now)
+                self._records[record.image_id] = marked
+            result.append(marked)
+        return result
+
+    async def remove(self, image_ids: Sequence[uuid.UUID]) -> None:
+        """Delete these records (their remaining visualizations lose their link)."""
+        removed = set(image_ids)
+        for image_id in removed:
+            self._records.pop(image_id, None)
+            self._claims.pop(image_id, None)
+        for record in list(self._records.values()):
+            if record.parent_id in removed:
+                self._records[record.image_id] = attrs.evolve(record, parent_id=None)
+
+    async def list_session(
+        self, session_id: str, *, limit: int, after: tuple[str, str] | None = None
+    ) -> builtins.list[ImageRecord]:
+        """Ready records of a session, in ``(bucket, key)`` order."""
+        ready = sorted(
+            (
+                r
+                for r in self._records.values()
+                if r.session_id == session_id
+                and r.state is ImageState.READY
+                and (after is None or (r.bucket, r.key) > after)
+            ),
+            key=lambda r: (r.bucket, r.key),
+        )
+        return [self._with_children(r) for r in ready[:limit]]
+
+    async def claim(
+        self,
+        *,
+        state: ImageState,
+        updated_before: datetime,
+        now: datetime,
+        claimant: str,
+        limit: int,
+        claim_timeout: timedelta,
+    ) -> builtins.list[ImageRecord]:
+        """Claim stale records atomically."""
+        claimed: builtins.list[ImageRecord] = []
+        for record in sorted(self._records.values(), key=lambda r: r.updated_at):
+            if len(claimed) >= limit:
+                break
+            existing = self._claims.get(record.image_id)
+            if (
+                record.state is state
+                and record.updated_at < updated_before
+                and (existing is None or existing.at < now - claim_timeout)
+            ):
+                self._claims[record.image_id] = _Claim(claimant, now)
+                claimed.append(self._with_children(record))
+        return claimed
+
+    async def expiry_candidates(
+        self,
+        *,
+        bucket: str,
+        prefix: str,
+        created_before: datetime,
+        limit: int,
+        after: uuid.UUID | None = None,
+    ) -> builtins.list[ImageRecord]:
+        """Old ready records under a prefix."""
+        found = sorted(
+            (
+                r
+                for r in self._records.values()
+                if r.bucket == bucket
+                and r.state is ImageState.READY
+                and r.key.startswith(prefix)
+                and r.created_at < created_before
+                and (after is None or r.image_id > after)
+            ),
+            key=lambda r: r.image_id,
+        )
+        return [self._with_children(r) for r in found[:limit]]
+
+    async def mark_expired(self, image_id: uuid.UUID, *, now: datetime) -> bool:
+        """Move a ready record to expired."""
+        record = self._records.get(image_id)
+        if record is None or record.state is not ImageState.READY:
+            return False
+        self._records[image_id] = attrs.evolve(record, state=ImageState.EXPIRED, updated_at=now)
+        return True
+
+    async def release(self, image_ids: Sequence[uuid.UUID]) -> None:
+        """Give up claims."""
+        for image_id in image_ids:
+            self._claims.pop(image_id, None)
+
+    async def records(self) -> AsyncIterator[ImageRecord]:
+        """Every record."""
+        for record in list(self._records.values()):
+            yield self._with_children(record)

@@ -1,0 +1,386 @@
+"""A :class:`~demeter_storage.ports.MetadataRepository` on SQLAlchemy 2 (async).
+
+SQLite (through aiosqlite) is the embedded default; PostgreSQL (through asyncpg)
+is for production. Claims for reconcilers are atomic on both: PostgreSQL locks
+the candidate rows with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers,
+and the outer ``claimed_by`` condition keeps a claim from being taken twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from demeter_storage.adapters.sqlalchemy_schema import images_table as images
+from demeter_storage.domain.errors import (
+    ConfigurationError,
+    ImageAlreadyExists,
+    StorageError,
+    StorageUnavailable,
+)
+from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
+from demeter_storage.ports import MetadataRepository
+
+_SQLITE_PRAGMAS: Final = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    """An async engine for ``url``, set up for this package's access pattern.
+
+    SQLite gets WAL mode (readers never wait for the writer), a 30 s busy
+    timeout, full fsync and foreign keys; other databases get ``pool_pre_ping``.
+
+    Raises:
+        ConfigurationError: the URL or its driver is unusable.
+    """
+    try:
+        if url.startswith("sqlite"):
+            engine = create_async_engine(url, **options)
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _configure(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                for pragma in _SQLITE_PRAGMAS:
+                    cursor.execute(pragma)
+                cursor.close()
+
+            return engine
+        return create_async_engine(url, pool_pre_ping=True, **options)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot use the database URL ({type(exc).__name__}: {exc}); check "
+            "DEMETER_DATABASE_URL and install the driver (asyncpg for PostgreSQL)"
+        ) from exc
+
+
+def _to_record(row: Any, children: Sequence[str] = ()) -> ImageRecord:
+    return ImageRecord(
+        image_id=row.image_id,
+        kind=ImageKind(row.kind),
+        session_id=row.session_id,
+        bucket=row.bucket,
+        key=row.key,
+        filename=row.filename,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        state=ImageState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        parent_id=row.parent_id,
+        thumbnail_key=row.thumbnail_key,
+        visualization_keys=tuple(children),
+        metadata=row.user_metadata or {},
+        upload_expires_at=row.upload_expires_at,
+    )
+
+
+class SqlAlchemyMetadataRepository(MetadataRepository):
+    """Image records in a SQL table (see :mod:`.sqlalchemy_schema`).
+
+    Args:
+        engine: an async engine (see :func:`create_engine`).
+        owns_engine: dispose of the engine in :meth:`aclose`.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
+        self.engine = engine
+        self._owns_engine = owns_engine
+
+    def __repr__(self) -> str:
+        return f"SqlAlchemyMetadataRepository(url={self.engine.url!r})"
+
+    async def aclose(self) -> None:
+        """Dispose of the engine when the repository owns it."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _translated(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_connection_error(exc):
+                raise StorageUnavailable(
+                    f"database {operation} failed: cannot reach the database ({exc.orig}); "
+                    "retry later"
+                ) from exc
+            raise StorageError(f"database {operation} failed: {exc.orig}") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageUnavailable(
+                f"database {operation} failed ({type(exc).__name__}: {exc}); retry later"
+            ) from exc
+
+    async def _children(
+        self, connection: AsyncConnection, parent_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[str]]:
+        if not parent_ids:
+            return {}
+        rows = await connection.execute(
+            sa.select(images.c.parent_id, images.c.key)
+            .where(images.c.parent_id.in_(parent_ids), images.c.state == ImageState.READY.value)
+            .order_by(images.c.key)
+        )
+        children: dict[uuid.UUID, list[str]] = {}
+        for parent_id, key in rows:
+            children.setdefault(parent_id, []).append(key)
+        return children
+
+    async def _records(self, connection: AsyncConnection, rows: Sequence[Any]) -> list[ImageRecord]:
+        children = await self._children(
+            connection, [row.image_id for row in rows if row.kind == ImageKind.ORIGINAL.value]
+        )
+        return [_to_record(row, children.get(row.image_id, ())) for row in rows]
+
+    async def _one(self, where: sa.ColumnElement[bool], operation: str) -> ImageRecord | None:
+        with self._translated(operation):
+            async with self.engine.connect() as connection:
+                row = (await connection.execute(sa.select(images).where(where))).first()
+                if row is None:
+                    return None
+                return (await self._records(connection, [row]))[0]
+
+    async def add(self, record: ImageRecord) -> None:
+        """Insert a new record (``ImageAlreadyExists`` if its id or key is taken)."""
+        values = {
+            "image_id": record.image_id,
+            "kind": record.kind.value,
+            "session_id": record.session_id,
+            "bucket": record.bucket,
+            "key": record.key,
+            "filename": record.filename,
+            "content_type": record.content_type,
+            "size": record.size,
+            "sha256": record.sha256,
+            "state": record.state.value,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "parent_id": record.parent_id,
+            "thumbnail_key": record.thumbnail_key,
+            "user_metadata": dict(record.metadata),
+            "upload_expires_at": record.upload_expires_at,
+        }
+        try:
+            with self._translated("insert"):
+                async with self.engine.begin() as connection:
+                    await connection.execute(sa.insert(images).values(**values))
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+            holder = await self.get_by_key(record.bucket, record.key)
+            raise ImageAlreadyExists(
+                record.bucket, record.key, holder.image_id if holder else record.image_id
+            ) from exc
+
+    async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
+        """The record with this id, or None."""
+        return await self._one(images.c.image_id == image_id, "read")
+
+    async def get_by_key(self, bucket: str, key: str) -> ImageRecord | None:
+        """The record owning ``key`` in ``bucket``, or None."""
+        return await self._one(
+            sa.and_(
+                images.c.bucket == bucket,
+                sa.or_(images.c.key == key, images.c.thumbnail_key == key),
+            ),
+            "read",
+        )
+
+    async def mark_ready(
+        self,
+        image_id: uuid.UUID,
+        *,
+        size: int,
+        sha256: str,
+        thumbnail_key: str | None,
+        now: datetime,
+    ) -> ImageRecord | None:
+        """Move an uploading record to ready."""
+        with self._translated("update"):
+            async with self.engine.begin() as connection:
+                row = (
+                    await connection.execute(
+                        sa.update(images)
+                        .where(
+                            images.c.image_id == image_id,
+                            images.c.state == ImageState.UPLOADING.value,
+                        )
+                        .values(
+                            state=ImageState.READY.value,
+                            size=size,
+                            sha256=sha256,
+                            thumbnail_key=thumbnail_key,
+                            updated_at=now,
+                        )
+                        .returning(*images.c)
+                    )
+                ).first()
+                if row is None:
+                    return None
+                return (await self._records(connection, [row]))[0]
+
+    async def mark_deleting(
+        self, image_id: uuid.UUID, *, now: datetime
+    ) -> builtins.list[ImageRecord]:
+        """Mark the record and its visualizations deleting."""
+        family = sa.or_(images.c.image_id == image_id, images.c.parent_id == image_id)
+        with self._translated("update"):
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    sa.update(images)
+                    .where(family, images.c.state != ImageState.DELETING.value)
+                    .values(state=ImageState.DELETING.value, updated_at=now)
+                )
+                rows = (await connection.execute(sa.select(images).where(family))).all()
+                if not any(row.image_id == image_id for row in rows):
+                    return []
+                return [_to_record(row) for row in rows]
+
+    async def remove(self, image_ids: Sequence[uuid.UUID]) -> None:
+        """Delete these records (their remaining visualizations lose their link)."""
+        if not image_ids:
+            return
+        ids = list(image_ids)
+        with self._translated("delete"):
+            async with self.engine.begin() as connection:
+                # Done here rather than by ON DELETE SET NULL, which SQLite only
+                # honours with foreign keys switched on.
+                await connection.execute(
+                    sa.update(images)
+                    .where(images.c.parent_id.in_(ids), images.c.image_id.not_in(ids))
+                    .values(parent_id=None)
+                )
+                await connection.execute(
+                    sa.delete(images).where(
+                        images.c.image_id.in_(ids), images.c.parent_id.is_not(None)
+                    )
+                )
+                await connection.execute(sa.delete(images).where(images.c.image_id.in_(ids)))
+
+    async def list_session(
+        self, session_id: str, *, limit: int, after: tuple[str, str] | None = None
+    ) -> builtins.list[ImageRecord]:
+        """Ready records of a session, in ``(bucket, key)`` order."""
+        query = sa.select(images).where(
+            images.c.session_id == session_id, images.c.state == ImageState.READY.value
+        )
+        if after is not None:
+            query = query.where(sa.tuple_(images.c.bucket, images.c.key) > sa.tuple_(*after))
+        query = query.order_by(images.c.bucket, images.c.key).limit(limit)
+        with self._translated("read"):
+            async with self.engine.connect() as connection:
+                rows = (await connection.execute(query)).all()
+                return await self._records(connection, rows)
+
+    async def claim(
+        self,
+        *,
+        state: ImageState,
+        updated_before: datetime,
+        now: datetime,
+        claimant: str,
+        limit: int,
+        claim_timeout: timedelta,
+    ) -> builtins.list[ImageRecord]:
+        """Claim stale records atomically."""
+        claimable = sa.or_(images.c.claimed_by.is_(None), images.c.claimed_at < now - claim_timeout)
+        candidates = (
+            sa.select(images.c.image_id)
+            .where(images.c.state == state.value, images.c.updated_at < updated_before, claimable)
+            .order_by(images.c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        with self._translated("claim"):
+            async with self.engine.begin() as connection:
+                rows = (
+                    await connection.execute(
+                        sa.update(images)
+                        .where(images.c.image_id.in_(candidates), claimable)
+                        .values(claimed_by=claimant, claimed_at=now)
+                        .returning(*images.c)
+                    )
+                ).all()
+                return await self._records(connection, rows)
+
+    async def expiry_candidates(
+        self,
+        *,
+        bucket: str,
+        prefix: str,
+        created_before: datetime,
+        limit: int,
+        after: uuid.UUID | None = None,
+    ) -> builtins.list[ImageRecord]:
+        """Old ready records under a prefix."""
+        query = sa.select(images).where(
+            images.c.bucket == bucket,
+            images.c.state == ImageState.READY.value,
+            images.c.created_at < created_before,
+        )
+        if prefix:
+            query = query.where(images.c.key.startswith(prefix, autoescape=True))
+        if after is not None:
+            query = query.where(images.c.image_id > after)
+        query = query.order_by(images.c.image_id).limit(limit)
+        with self._translated("read"):
+            async with self.engine.connect() as connection:
+                rows = (await connection.execute(query)).all()
+                return await self._records(connection, rows)
+
+    async def mark_expired(self, image_id: uuid.UUID, *, now: datetime) -> bool:
+        """Move a ready record to expired."""
+        with self._translated("update"):
+            async with self.engine.begin() as connection:
+                result = await connection.execute(
+                    sa.update(images)
+                    .where(images.c.image_id == image_id, images.c.state == ImageState.READY.value)
+                    .values(state=ImageState.EXPIRED.value, updated_at=now)
+                )
+                return bool(result.rowcount)
+
+    async def release(self, image_ids: Sequence[uuid.UUID]) -> None:
+        """Give up claims."""
+        if not image_ids:
+            return
+        with self._translated("update"):
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    sa.update(images)
+                    .where(images.c.image_id.in_(list(image_ids)))
+                    .values(claimed_by=None, claimed_at=None)
+                )
+
+    async def records(self) -> AsyncIterator[ImageRecord]:
+        """Every record, streamed."""
+        with self._translated("read"):
+            async with self.engine.connect() as connection:
+                result = await connection.stream(sa.select(images).order_by(images.c.image_id))
+                async for partition in result.partitions(500):
+                    for record in await self._records(connection, partition):
+                        yield record
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    return any(
+        word in text
+        for word in ("connect", "connection", "closed", "timeout", "terminat", "unavailable")
+    )

@@ -1,0 +1,41 @@
+"""The repository contract on the in-memory repository, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.sqlalchemy_repository import (
+    SqlAlchemyMetadataRepository,
+    create_engine,
+)
+from demeter_storage.adapters.sqlalchemy_schema import create_schema
+from demeter_storage.ports import MetadataRepository
+from demeter_storage.testing import MetadataRepositoryContract
+
+
+class TestInMemoryRepositoryContract(MetadataRepositoryContract):
+    @pytest.fixture
+    def repository(self) -> MetadataRepository:
+        return InMemoryMetadataRepository()
+
+
+class TestSqliteRepositoryContract(MetadataRepositoryContract):
+    @pytest.fixture
+    async def repository(self, tmp_path: Path) -> AsyncIterator[MetadataRepository]:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}")
+        await create_schema(engine)
+        repository = SqlAlchemyMetadataRepository(engine, owns_engine=True)
+        yield repository
+        await repository.aclose()
+
+
+@pytest.mark.postgres
+class TestPostgresRepositoryContract(MetadataRepositoryContract):
+    @pytest.fixture
+    def repository(self, postgres_engine: Any) -> MetadataRepository:
+        return SqlAlchemyMetadataRepository(postgres_engine)
