@@ -1,0 +1,145 @@
+"""The composition root: settings in, a ready :class:`ImageService` out.
+
+This is the only place that chooses adapters. An S3 store is always wrapped in
+:class:`~demeter_storage.adapters.resilience.ResilientImageStore`, and both
+buckets share one circuit (they share one backend).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from demeter_storage.adapters.breaker import CircuitBreaker
+from demeter_storage.adapters.local import DEFAULT_PUBLIC_BASE_URL, LocalImageStore
+from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.resilience import ResilientImageStore
+from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.s3_config import S3Config, build_s3_client
+from demeter_storage.adapters.sqlalchemy_repository import (
+    SqlAlchemyMetadataRepository,
+    create_engine,
+)
+from demeter_storage.adapters.sqlalchemy_schema import create_schema
+from demeter_storage.adapters.thumbnails import PillowThumbnailMaker, pillow_available
+from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
+from demeter_storage.service import ImageService, ServiceConfig
+from demeter_storage.settings import StorageSettings
+
+logger = logging.getLogger(__name__)
+
+
+def s3_config(settings: StorageSettings) -> S3Config:
+    """The S3 adapter's configuration from the settings."""
+    return S3Config(
+        region=settings.aws_region,
+        endpoint_url=settings.s3_endpoint_url,
+        addressing_style=settings.s3_addressing_style,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=settings.aws_secret_access_key,
+        session_token=settings.aws_session_token,
+        profile=settings.aws_profile,
+        max_concurrency=settings.s3_max_concurrency,
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        multipart_threshold=settings.s3_multipart_threshold,
+        part_size=settings.s3_part_size,
+        multipart_concurrency=settings.s3_multipart_concurrency,
+    )
+
+
+def build_stores(settings: StorageSettings) -> tuple[ImageStore, ImageStore]:
+    """The originals' and visualizations' stores for the configured backend."""
+    buckets = (settings.bucket_original, settings.bucket_visualization)
+    if settings.backend == "memory":
+        return InMemoryImageStore(buckets[0]), InMemoryImageStore(buckets[1])
+    if settings.backend == "local":
+        base = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
+        local = [
+            LocalImageStore(
+                settings.storage_root / bucket,
+                name=bucket,
+                base_url=f"{base}/{bucket}",
+                signing_secret=settings.signing_secret,
+            )
+            for bucket in buckets
+        ]
+        return local[0], local[1]
+    config = s3_config(settings)
+    client = build_s3_client(config)
+    breaker = CircuitBreaker(
+        f"demeter-storage:s3:{settings.s3_endpoint_url or 'aws'}",
+        threshold=settings.breaker_failure_threshold,
+        reset_timeout=settings.breaker_reset_seconds,
+        redis_url=settings.redis_url,
+    )
+    resilient = [
+        ResilientImageStore(
+            S3ImageStore(bucket, client=client, config=config),
+            retry_attempts=settings.retry_attempts,
+            retry_backoff=settings.retry_backoff_seconds,
+            retry_max_backoff=settings.retry_max_backoff_seconds,
+            breaker=breaker,
+        )
+        for bucket in buckets
+    ]
+    return resilient[0], resilient[1]
+
+
+async def build_metadata(settings: StorageSettings) -> MetadataRepository:
+    """The metadata repository, its schema created where the settings say so."""
+    if settings.database_url is None and settings.backend == "memory":
+        return InMemoryMetadataRepository()
+    url = settings.database_url or settings.embedded_database_url
+    if settings.database_url is None:
+        settings.storage_root.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    create = settings.create_schema
+    if create is None:
+        create = settings.database_url is None
+    if create:
+        await create_schema(engine)
+    return SqlAlchemyMetadataRepository(engine, owns_engine=True)
+
+
+def build_thumbnails(settings: StorageSettings) -> ThumbnailMaker | None:
+    """The thumbnail maker, when enabled and Pillow is installed."""
+    wanted = settings.thumbnails
+    if wanted is None:
+        wanted = pillow_available()
+    if not wanted:
+        return None
+    if not pillow_available():
+        logger.warning("DEMETER_THUMBNAILS is on but Pillow is missing: no thumbnails")
+        return None
+    return PillowThumbnailMaker()
+
+
+async def build_service(settings: StorageSettings | None = None) -> ImageService:
+    """Build the image service from ``settings`` (read from the environment when None).
+
+    Raises:
+        ConfigurationError: invalid settings, an unusable database URL, or
+            (with ``S3_CREATE_BUCKETS``) buckets that cannot be created.
+    """
+    settings = settings or StorageSettings.from_env()
+    originals, visualizations = build_stores(settings)
+    metadata = await build_metadata(settings)
+    if settings.backend == "s3" and settings.s3_create_buckets:
+        for store in (originals, visualizations):
+            await store.ensure_bucket()  # type: ignore[attr-defined]
+    config = ServiceConfig(
+        max_upload_bytes=settings.max_upload_bytes,
+        default_expiry_hours=settings.presigned_url_expiry_hours,
+        stale_upload_after=timedelta(seconds=settings.stale_upload_seconds),
+        lifecycle=settings.lifecycle_policy(),
+        expired_records=settings.expired_records,
+    )
+    return ImageService(
+        originals=originals,
+        visualizations=visualizations,
+        metadata=metadata,
+        config=config,
+        thumbnails=build_thumbnails(settings),
+    )

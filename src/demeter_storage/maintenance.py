@@ -1,0 +1,330 @@
+"""Keeping records and objects in step: deleting objects, reconcile and audit.
+
+``reconcile`` finishes whatever a crash or an outage interrupted:
+
+* an ``uploading`` record older than ``stale_upload_after`` is an abandoned
+  upload: its objects (whichever were written) are deleted, then its row;
+* a ``deleting`` record older than ``deleting_grace`` is a delete that did not
+  finish: its objects are deleted, then its row;
+* a ``ready`` record whose object a lifecycle rule removed is marked
+  ``expired`` (its thumbnail deleted) or removed with its visualizations,
+  as ``expired_records`` says.
+
+Records are claimed atomically before they are worked on, so concurrent
+reconcilers (several workers, say) never handle the same row. ``audit`` only
+reads: it lists objects without records and records without objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final, Literal
+
+import attrs
+
+from demeter_storage.domain.errors import StorageError
+from demeter_storage.domain.keys import thumbnail_key
+from demeter_storage.domain.lifecycle import LifecycleRule
+from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
+from demeter_storage.ports import ImageStore, MetadataRepository
+
+if TYPE_CHECKING:
+    from demeter_storage.service import ServiceConfig
+
+logger = logging.getLogger(__name__)
+
+CLAIM_BATCH: Final = 100
+LEFTOVERS_AGE: Final = timedelta(hours=1)
+
+
+@attrs.frozen
+class ReconcileReport:
+    """What one ``reconcile`` run did.
+
+    Attributes:
+        abandoned_uploads: ids of stale uploads whose objects and rows were removed.
+        completed_deletes: ids of interrupted deletes that were completed.
+        expired_records: ids of records whose objects a lifecycle rule removed
+            (marked expired, or removed, as configured).
+        failed: ids left for a later run (the store or database failed), with why.
+        leftover_files: temporary files of crashed writes removed from local stores.
+    """
+
+    abandoned_uploads: tuple[uuid.UUID, ...] = ()
+    completed_deletes: tuple[uuid.UUID, ...] = ()
+    expired_records: tuple[uuid.UUID, ...] = ()
+    failed: tuple[tuple[uuid.UUID, str], ...] = ()
+    leftover_files: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Whether nothing was left for later."""
+        return not self.failed
+
+
+@attrs.frozen
+class MissingObject:
+    """A ready record whose object is gone.
+
+    Attributes:
+        reason: ``"lifecycle"`` when an expiry rule of the bucket explains it
+            (``reconcile`` will handle the record), else ``"unknown"``.
+    """
+
+    image_id: uuid.UUID
+    bucket: str
+    key: str
+    reason: Literal["lifecycle", "unknown"] = "unknown"
+
+
+@attrs.frozen
+class AuditReport:
+    """Where records and objects disagree.
+
+    Attributes:
+        orphan_objects: ``(bucket, key)`` of objects no record knows.
+        missing_objects: objects that ready records point at but that are gone.
+        uploading: records of uploads in progress (or abandoned, until reconcile).
+        deleting: records of deletes in progress (or interrupted, until reconcile).
+        expired: tombstones of images a lifecycle rule removed.
+    """
+
+    orphan_objects: tuple[tuple[str, str], ...]
+    missing_objects: tuple[MissingObject, ...]
+    uploading: int
+    deleting: int
+    expired: int = 0
+
+    @property
+    def consistent(self) -> bool:
+        """Whether every object has a record and every ready record its objects."""
+        return not self.orphan_objects and not self.missing_objects
+
+
+def owned_keys(record: ImageRecord) -> tuple[str, ...]:
+    """Every key a record may own in its bucket: its object and thumbnail.
+
+    For an original whose upload did not finish, the thumbnail key is not yet
+    recorded but may have been written: it is derived from the filename.
+    """
+    keys = list(record.object_keys)
+    if record.kind is ImageKind.ORIGINAL and record.state is not ImageState.READY:
+        expected = thumbnail_key(record.session_id, record.filename)
+        if expected not in keys:
+            keys.append(expected)
+    return tuple(keys)
+
+
+def default_claimant() -> str:
+    """A name for this reconciler that no other process shares."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Maintenance:
+    """Deletes objects by record, reconciles and audits, through the ports only."""
+
+    def __init__(
+        self,
+        *,
+        stores: Mapping[str, ImageStore],
+        metadata: MetadataRepository,
+        config: ServiceConfig,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.stores = dict(stores)
+        self.metadata = metadata
+        self.config = config
+        self._clock = clock
+
+    async def delete_objects(self, records: Iterable[ImageRecord]) -> None:
+        """Delete every object the records own, bucket by bucket (idempotent)."""
+        by_bucket: dict[str, list[str]] = defaultdict(list)
+        for record in records:
+            by_bucket[record.bucket].extend(owned_keys(record))
+        for bucket, keys in by_bucket.items():
+            store = self.stores.get(bucket)
+            if store is None:
+                raise StorageError(
+                    f"a record points into bucket {bucket!r}, which this service does not "
+                    "manage; configure the same buckets as the app that wrote it"
+                )
+            await store.delete_many(keys)
+
+    async def reconcile(
+        self, *, claimant: str | None = None, now: datetime | None = None
+    ) -> ReconcileReport:
+        """Finish abandoned uploads and interrupted deletes; see the module docstring.
+
+        Args:
+            claimant: this reconciler's name (a unique one by default).
+            now: the time to judge staleness and expiry against (default: the clock).
+        """
+        me = claimant or default_claimant()
+        now = now or self._clock()
+        abandoned, abandoned_failed = await self._finish(
+            ImageState.UPLOADING, now - self.config.stale_upload_after, now, me
+        )
+        deleted, deleted_failed = await self._finish(
+            ImageState.DELETING, now - self.config.deleting_grace, now, me
+        )
+        expired, expired_failed = await self._expire(now)
+        leftovers = 0
+        for store in self.stores.values():
+            remove_leftovers = getattr(store, "remove_leftovers", None)
+            if remove_leftovers is not None:
+                leftovers += await remove_leftovers(LEFTOVERS_AGE)
+        report = ReconcileReport(
+            abandoned_uploads=tuple(abandoned),
+            completed_deletes=tuple(deleted),
+            expired_records=tuple(expired),
+            failed=tuple(abandoned_failed + deleted_failed + expired_failed),
+            leftover_files=leftovers,
+        )
+        if report.abandoned_uploads or report.completed_deletes or expired or report.failed:
+            logger.info(
+                "reconcile: %d abandoned uploads removed, %d deletes completed, %d expired "
+                "by lifecycle, %d left for later",
+                len(report.abandoned_uploads),
+                len(report.completed_deletes),
+                len(expired),
+                len(report.failed),
+            )
+        return report
+
+    async def _finish(
+        self, state: ImageState, updated_before: datetime, now: datetime, claimant: str
+    ) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str]]]:
+        done: list[uuid.UUID] = []
+        failed: list[tuple[uuid.UUID, str]] = []
+        try:
+            while True:
+                batch = await self.metadata.claim(
+                    state=state,
+                    updated_before=updated_before,
+                    now=now,
+                    claimant=claimant,
+                    limit=CLAIM_BATCH,
+                    claim_timeout=self.config.claim_timeout,
+                )
+                for record in batch:
+                    try:
+                        await self.delete_objects([record])
+                        await self.metadata.remove([record.image_id])
+                    except StorageError as exc:
+                        failed.append((record.image_id, str(exc)))
+                    else:
+                        done.append(record.image_id)
+                if len(batch) < CLAIM_BATCH:
+                    break
+        finally:
+            # Failed rows stay claimed during the run (so the loop moves on), then
+            # are released for the next run.
+            if failed:
+                try:
+                    await self.metadata.release([image_id for image_id, _ in failed])
+                except StorageError as exc:
+                    logger.warning("could not release claims (%s); they lapse by themselves", exc)
+        return done, failed
+
+    async def _expiry_rules(self) -> dict[str, list[LifecycleRule]]:
+        return {
+            bucket: [r for r in (await store.get_lifecycle()).rules if r.expire_after_days]
+            for bucket, store in self.stores.items()
+        }
+
+    async def _expire(self, now: datetime) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str]]]:
+        """Handle ready records whose objects a lifecycle rule removed."""
+        done: list[uuid.UUID] = []
+        failed: list[tuple[uuid.UUID, str]] = []
+        for bucket, rules in (await self._expiry_rules()).items():
+            store = self.stores[bucket]
+            for rule in rules:
+                assert rule.expire_after_days is not None
+                created_before = now - timedelta(days=rule.expire_after_days)
+                after: uuid.UUID | None = None
+                while True:
+                    batch = await self.metadata.expiry_candidates(
+                        bucket=bucket,
+                        prefix=rule.prefix,
+                        created_before=created_before,
+                        limit=CLAIM_BATCH,
+                        after=after,
+                    )
+                    for record in batch:
+                        try:
+                            if not await store.exists(record.key):
+                                await self._forget_expired(record, now)
+                                done.append(record.image_id)
+                        except StorageError as exc:
+                            failed.append((record.image_id, str(exc)))
+                    if len(batch) < CLAIM_BATCH:
+                        break
+                    after = batch[-1].image_id
+        return done, failed
+
+    async def _forget_expired(self, record: ImageRecord, now: datetime) -> None:
+        if self.config.expired_records == "remove":
+            family = await self.metadata.mark_deleting(record.image_id, now=now)
+            await self.delete_objects(family)
+            await self.metadata.remove([member.image_id for member in family])
+            return
+        leftovers = [key for key in record.object_keys if key != record.key]
+        if leftovers:
+            await self.stores[record.bucket].delete_many(leftovers)
+        await self.metadata.mark_expired(record.image_id, now=now)
+
+    async def audit(self) -> AuditReport:
+        """Compare every record with every object (reads both in full)."""
+        expected: dict[str, dict[str, ImageRecord]] = defaultdict(dict)
+        uploading = deleting = expired = 0
+        async for record in self.metadata.records():
+            uploading += record.state is ImageState.UPLOADING
+            deleting += record.state is ImageState.DELETING
+            expired += record.state is ImageState.EXPIRED
+            if record.state is ImageState.EXPIRED:
+                continue
+            for key in owned_keys(record):
+                expected[record.bucket][key] = record
+        orphans: list[tuple[str, str]] = []
+        present: dict[str, set[str]] = {}
+        for bucket, store in self.stores.items():
+            keys = {info.key async for info in store.list()}
+            present[bucket] = keys
+            orphans.extend((bucket, key) for key in sorted(keys - expected[bucket].keys()))
+        rules = await self._expiry_rules()
+        now = self._clock()
+        missing = [
+            MissingObject(
+                record.image_id,
+                bucket,
+                key,
+                "lifecycle" if _expired_by(record, rules.get(bucket, []), now) else "unknown",
+            )
+            for bucket, owned in expected.items()
+            for key, record in owned.items()
+            if record.state is ImageState.READY
+            and key in record.object_keys
+            and key not in present.get(bucket, set())
+        ]
+        return AuditReport(
+            orphan_objects=tuple(orphans),
+            missing_objects=tuple(sorted(missing, key=lambda m: (m.bucket, m.key))),
+            uploading=uploading,
+            deleting=deleting,
+            expired=expired,
+        )
+
+
+def _expired_by(record: ImageRecord, rules: list[LifecycleRule], now: datetime) -> bool:
+    return any(
+        rule.expire_after_days is not None
+        and rule.matches(record.key)
+        and record.created_at <= now - timedelta(days=rule.expire_after_days)
+        for rule in rules
+    )

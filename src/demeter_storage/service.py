@@ -1,0 +1,598 @@
+"""The image service: the seed card's operations, through the ports only.
+
+Uploads write the record (``uploading``), then the objects, then mark the
+record ``ready``. Deletes mark the record (and its visualizations) ``deleting``
+(hidden at once), delete the objects, then remove the rows. Any step can fail
+or the process can die between two steps: :meth:`ImageService.reconcile`
+finishes the job, so that in the end no object exists without a ready row
+and no ready row without its objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import IO, Literal
+
+import attrs
+
+from demeter_storage.domain.errors import (
+    ImageNotFound,
+    IntegrityError,
+    ObjectNotFound,
+    StorageError,
+    ValidationError,
+)
+from demeter_storage.domain.images import normalise_image_type
+from demeter_storage.domain.keys import (
+    original_key,
+    thumbnail_key,
+    validate_key,
+    validate_session_id,
+    visualization_key,
+)
+from demeter_storage.domain.lifecycle import LifecyclePolicy
+from demeter_storage.domain.objects import (
+    ObjectInfo,
+    utc_now,
+    validate_content_type,
+    validate_metadata,
+)
+from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
+from demeter_storage.domain.schemas import ImagePage, ImageResponse, UploadRequest
+from demeter_storage.maintenance import AuditReport, Maintenance, ReconcileReport
+from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
+from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Digest, Payload, PutData
+from demeter_storage.upload_data import CheckedData, DataRejected, check_data
+
+logger = logging.getLogger(__name__)
+
+Checkpoint = Callable[[str], Awaitable[None]]
+"""Called after each named step of an upload or delete (tests inject failures here)."""
+
+MAX_UPLOAD_BYTES = 500 * 1024 * 1024
+MIN_EXPIRY_HOURS = 1
+MAX_EXPIRY_HOURS = 168
+
+
+def validate_expiry_hours(value: object) -> int:
+    """Return ``value`` if it is a whole number of hours from 1 to 168 (7 days).
+
+    Raises:
+        ValidationError: anything else (the seed card's rule).
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"expiry_hours must be a whole number of hours from 1 to 168, got {value!r}"
+        )
+    if not MIN_EXPIRY_HOURS <= value <= MAX_EXPIRY_HOURS:
+        raise ValidationError(
+            f"expiry_hours must be from 1 to 168 (7 days), got {value}; choose a shorter expiry"
+        )
+    return value
+
+
+def _image_id(value: object) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise ValidationError(f"{value!r} is not an image id (a UUID)") from None
+    raise TypeError(f"image_id must be a UUID or str, got {type(value).__name__}")
+
+
+@attrs.frozen
+class ServiceConfig:
+    """How the service behaves.
+
+    Attributes:
+        max_upload_bytes: the largest upload accepted (500 MiB by default).
+        default_expiry_hours: lifetime of presigned URLs when none is given.
+        stale_upload_after: an ``uploading`` record older than this is taken
+            as abandoned by ``reconcile``.
+        deleting_grace: a ``deleting`` record older than this is completed by
+            ``reconcile`` (a delete in progress normally finishes sooner).
+        claim_timeout: a reconciler's claim on a record lapses after this.
+        lifecycle: the policy ``apply_lifecycle`` applies; None for the default
+            (visualizations expire after 90 days, unfinished uploads are aborted
+            after 1 day, originals are kept).
+        expired_records: what ``reconcile`` does with records whose objects a
+            lifecycle rule removed: ``"mark"`` them expired (a tombstone) or
+            ``"remove"`` them (with their visualizations).
+    """
+
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    default_expiry_hours: int = attrs.field(
+        default=24, validator=lambda _i, _a, v: validate_expiry_hours(v)
+    )
+    stale_upload_after: timedelta = timedelta(hours=1)
+    deleting_grace: timedelta = timedelta(seconds=30)
+    claim_timeout: timedelta = timedelta(minutes=10)
+    lifecycle: LifecyclePolicy | None = None
+    expired_records: Literal["mark", "remove"] = "mark"
+
+
+class ImageService:
+    """Originals, visualizations and their records.
+
+    Args:
+        originals: the store of original photos (bucket ``demeter-photos-original``).
+        visualizations: the store of ML outputs (bucket ``demeter-photos-viz``).
+        metadata: the records.
+        config: limits and timings.
+        thumbnails: makes thumbnails of originals; None disables them.
+        clock: returns the current time; injectable for tests.
+        checkpoint: awaited after each named step (tests inject failures there).
+    """
+
+    def __init__(
+        self,
+        *,
+        originals: ImageStore,
+        visualizations: ImageStore,
+        metadata: MetadataRepository,
+        config: ServiceConfig | None = None,
+        thumbnails: ThumbnailMaker | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        if originals.name == visualizations.name:
+            raise ValidationError("originals and visualizations need two different buckets")
+        self.originals = originals
+        self.visualizations = visualizations
+        self.metadata = metadata
+        self.config = config or ServiceConfig()
+        self.thumbnails = thumbnails
+        self._clock = clock
+        self._checkpoint = checkpoint
+        self.maintenance = Maintenance(
+            stores={originals.name: originals, visualizations.name: visualizations},
+            metadata=metadata,
+            config=self.config,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageService(originals={self.originals!r}, visualizations={self.visualizations!r}, "
+            f"metadata={self.metadata!r})"
+        )
+
+    async def aclose(self) -> None:
+        """Close the stores and the repository."""
+        await self.originals.aclose()
+        await self.visualizations.aclose()
+        await self.metadata.aclose()
+
+    async def _step(self, name: str) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint(name)
+
+    def store_for(self, bucket: str | None) -> ImageStore:
+        """The store of ``bucket`` (the originals' when None).
+
+        Raises:
+            ValidationError: an unknown bucket.
+        """
+        if bucket is None or bucket == self.originals.name:
+            return self.originals
+        if bucket == self.visualizations.name:
+            return self.visualizations
+        raise ValidationError(
+            f"unknown bucket {bucket!r}; use {self.originals.name!r} or "
+            f"{self.visualizations.name!r}"
+        )
+
+    # Uploads
+
+    async def upload_original(
+        self, file_bytes: PutData, session_id: str, upload_request: UploadRequest
+    ) -> ImageResponse:
+        """Store an original photo under ``{session_id}/{filename}``.
+
+        Args:
+            file_bytes: the photo: bytes, a binary file, or an async iterable of
+                bytes (streamed, never held whole in memory).
+            session_id: the field session.
+            upload_request: filename, declared content type and size, metadata.
+
+        Returns:
+            The stored image, with a presigned URL.
+
+        Raises:
+            ValidationError: bad names, empty or oversized data, bytes that are
+                not an image of the declared type (nothing is left behind).
+            ImageAlreadyExists: the session has a photo of that name already.
+            StorageUnavailable: the store or database is down (retry later).
+        """
+        if not isinstance(upload_request, UploadRequest):
+            raise TypeError("upload_request must be an UploadRequest")
+        key = original_key(session_id, upload_request.filename)
+        return await self._upload(
+            store=self.originals,
+            kind=ImageKind.ORIGINAL,
+            key=key,
+            data=file_bytes,
+            declared_type=upload_request.content_type,
+            declared_size=upload_request.size,
+            metadata=upload_request.metadata,
+            parent_id=None,
+        )
+
+    async def upload_visualization(
+        self,
+        file_bytes: PutData,
+        session_id: str,
+        filename: str,
+        *,
+        content_type: str | None = None,
+        parent_id: uuid.UUID | str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ImageResponse:
+        """Store an image the ML pipeline drew under ``{session_id}/viz_{filename}``.
+
+        Args:
+            file_bytes: the image (bytes, a binary file or an async iterable).
+            session_id: the field session.
+            filename: its name.
+            content_type: its type; taken from its bytes when None.
+            parent_id: the original it belongs to, so that it is deleted with it.
+            metadata: user metadata.
+
+        Raises:
+            ValidationError: bad names or data, or an unknown parent.
+        """
+        key = visualization_key(session_id, filename)
+        parent = None if parent_id is None else _image_id(parent_id)
+        if parent is not None:
+            record = await self.metadata.get(parent)
+            if (
+                record is None
+                or record.state is not ImageState.READY
+                or record.kind is not ImageKind.ORIGINAL
+            ):
+                raise ValidationError(f"parent_id {parent} is not a ready original image")
+        return await self._upload(
+            store=self.visualizations,
+            kind=ImageKind.VISUALIZATION,
+            key=key,
+            data=file_bytes,
+            declared_type=content_type,
+            declared_size=None,
+            metadata=metadata,
+            parent_id=parent,
+        )
+
+    async def _upload(
+        self,
+        *,
+        store: ImageStore,
+        kind: ImageKind,
+        key: str,
+        data: PutData,
+        declared_type: str | None,
+        declared_size: int | None,
+        metadata: Mapping[str, str] | None,
+        parent_id: uuid.UUID | None,
+    ) -> ImageResponse:
+        user_metadata = validate_metadata(metadata)
+        if declared_type is not None:
+            normalise_image_type(validate_content_type(declared_type))
+        make_thumbnail = kind is ImageKind.ORIGINAL and self.thumbnails is not None
+        checked = await check_data(
+            Payload.of(data),
+            declared_type,
+            limit=self.config.max_upload_bytes,
+            declared_size=declared_size,
+            keep_copy=make_thumbnail,
+        )
+        session_id, filename = key.split("/", 1)
+        if kind is ImageKind.VISUALIZATION:
+            filename = filename.removeprefix("viz_")
+        now = self._clock()
+        record = ImageRecord(
+            image_id=uuid.uuid4(),
+            kind=kind,
+            session_id=session_id,
+            bucket=store.name,
+            key=key,
+            filename=filename,
+            content_type=checked.content_type,
+            size=None,
+            sha256=None,
+            state=ImageState.UPLOADING,
+            created_at=now,
+            updated_at=now,
+            parent_id=parent_id,
+            metadata=user_metadata,
+        )
+        try:
+            await self.metadata.add(record)
+            await self._step("record_written")
+            ready = await self._store_objects(store, record, checked, make_thumbnail)
+        finally:
+            checked.close()
+        return await self._respond(ready)
+
+    async def _store_objects(
+        self, store: ImageStore, record: ImageRecord, checked: CheckedData, make_thumbnail: bool
+    ) -> ImageRecord:
+        written: list[str] = []
+        try:
+            try:
+                info = await store.put(
+                    record.key,
+                    checked.payload,
+                    content_type=checked.content_type,
+                    metadata=record.metadata,
+                )
+            except DataRejected as rejected:
+                raise rejected.error from None
+            written.append(record.key)
+            await self._step("object_written")
+            thumb = None
+            if make_thumbnail:
+                thumb = await self._put_thumbnail(store, record, checked)
+                if thumb is not None:
+                    written.append(thumb)
+                await self._step("thumbnail_written")
+            sha256 = info.sha256 or await self._sha256_of(store, record.key)
+            ready = await self.metadata.mark_ready(
+                record.image_id,
+                size=info.size,
+                sha256=sha256,
+                thumbnail_key=thumb,
+                now=self._clock(),
+            )
+            if ready is None:
+                raise StorageError(
+                    f"the upload of {record.key!r} was deleted while it ran; upload it again"
+                )
+            await self._step("marked_ready")
+            return ready
+        except (Exception, asyncio.CancelledError):
+            await self._undo_upload(store, record, written)
+            raise
+
+    async def _undo_upload(
+        self, store: ImageStore, record: ImageRecord, written: list[str]
+    ) -> None:
+        """Remove what a failed upload wrote; leave the row to reconcile if that fails too."""
+        keys = [record.key]
+        if record.kind is ImageKind.ORIGINAL:
+            keys.append(thumbnail_key(record.session_id, record.filename))
+        try:
+            current = await self.metadata.get(record.image_id)
+            if current is not None and current.state is ImageState.READY:
+                return  # marked ready before the failure: the image is complete
+            await store.delete_many(keys)
+            await self.metadata.remove([record.image_id])
+        except (StorageError, asyncio.CancelledError) as exc:
+            logger.warning(
+                "could not undo the failed upload of %r (%s); reconcile() will finish it",
+                record.key,
+                exc,
+            )
+
+    async def _put_thumbnail(
+        self, store: ImageStore, record: ImageRecord, checked: CheckedData
+    ) -> str | None:
+        assert self.thumbnails is not None
+        source: bytes | IO[bytes] | None = checked.payload.in_memory
+        if source is None:
+            source = checked.payload.rewound_file()
+        if source is None and checked.spool is not None:
+            checked.spool.seek(0)
+            source = checked.spool
+        if source is None:
+            return None
+        image = await self.thumbnails.make(source)
+        if image is None:
+            return None
+        key = thumbnail_key(record.session_id, record.filename)
+        await store.put(key, image, content_type="image/jpeg")
+        return key
+
+    async def _sha256_of(self, store: ImageStore, key: str) -> str:
+        digest = Digest()
+        async for chunk in store.stream(key):
+            digest.update(chunk)
+        return digest.sha256
+
+    async def _respond(self, record: ImageRecord) -> ImageResponse:
+        store = self.store_for(record.bucket)
+        url = await store.presign(record.key, expires_in=self.config.default_expiry_hours * 3600)
+        return ImageResponse.from_record(record, url.url, url.expires_at)
+
+    # Reads
+
+    async def _visible(self, store: ImageStore, key: str) -> ImageRecord | None:
+        record = await self.metadata.get_by_key(store.name, key)
+        if record is not None and record.state is not ImageState.READY:
+            raise ObjectNotFound(key, store.name, detail=f"the image is {record.state.value}")
+        return record
+
+    async def download_original(self, s3_key: str, bucket: str | None = None) -> bytes:
+        """Return an object's bytes, checked against the recorded SHA-256.
+
+        Raises:
+            ObjectNotFound: no such object, or its image is being uploaded or deleted.
+            IntegrityError: the bytes differ from what was uploaded.
+            ValidationError: an invalid key or unknown bucket.
+        """
+        store = self.store_for(bucket)
+        key = validate_key(s3_key)
+        record = await self._visible(store, key)
+        data = await store.get(key)
+        if record is not None and key == record.key and record.sha256:
+            actual = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()
+            _check_digest(record, actual)
+        return data
+
+    async def stream_original(
+        self, s3_key: str, bucket: str | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        """Like :meth:`download_original`, in chunks.
+
+        The SHA-256 is checked at the end: ``IntegrityError`` is raised after
+        the last chunk if the bytes differ (discard what was received).
+        """
+        store = self.store_for(bucket)
+        key = validate_key(s3_key)
+        record = await self._visible(store, key)
+        digest = Digest()
+        async for chunk in store.stream(key, chunk_size=chunk_size):
+            yield digest.update(chunk)
+        if record is not None and key == record.key and record.sha256:
+            _check_digest(record, digest.sha256)
+
+    async def generate_presigned_url(
+        self, s3_key: str, bucket: str | None = None, expiry_hours: int | None = None
+    ) -> str:
+        """Return a URL for downloading an object, valid for ``expiry_hours`` (1 to 168).
+
+        Raises:
+            ValidationError: an expiry outside 1-168 hours, an invalid key or an unknown bucket.
+            ObjectNotFound: the image is being uploaded or deleted.
+        """
+        hours = validate_expiry_hours(
+            self.config.default_expiry_hours if expiry_hours is None else expiry_hours
+        )
+        store = self.store_for(bucket)
+        key = validate_key(s3_key)
+        await self._visible(store, key)
+        return (await store.presign(key, expires_in=hours * 3600)).url
+
+    async def get_image(self, image_id: uuid.UUID | str) -> ImageResponse:
+        """Describe a ready image, with a presigned URL.
+
+        Raises:
+            ImageNotFound: no ready image has this id.
+        """
+        identifier = _image_id(image_id)
+        record = await self.metadata.get(identifier)
+        if record is None or record.state is not ImageState.READY:
+            raise ImageNotFound(identifier)
+        return await self._respond(record)
+
+    async def list_session_images(
+        self, session_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> ImagePage:
+        """A page of a session's ready images (originals and visualizations).
+
+        Args:
+            session_id: the session.
+            limit: images per page (1 to 1000).
+            cursor: ``next_cursor`` of the previous page.
+        """
+        session = validate_session_id(session_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValidationError(f"limit must be an int from 1 to 1000, got {limit!r}")
+        after = _decode_cursor(cursor)
+        records = await self.metadata.list_session(session, limit=limit + 1, after=after)
+        page = records[:limit]
+        items = tuple([ImageResponse.from_record(r) for r in page])
+        more = len(records) > limit
+        return ImagePage(items=items, next_cursor=_encode_cursor(page[-1]) if more else None)
+
+    # Deletes
+
+    async def delete_image(self, image_id: uuid.UUID | str) -> bool:
+        """Delete an image: its object, thumbnail, linked visualizations and records.
+
+        Returns:
+            False when there is no such image.
+
+        Raises:
+            StorageUnavailable: the store is down; the image stays hidden
+                (``deleting``) and ``reconcile`` finishes the delete later.
+        """
+        identifier = _image_id(image_id)
+        records = await self.metadata.mark_deleting(identifier, now=self._clock())
+        if not records:
+            return False
+        await self._step("marked_deleting")
+        await self.maintenance.delete_objects(records)
+        await self._step("objects_deleted")
+        await self.metadata.remove([record.image_id for record in records])
+        await self._step("rows_removed")
+        return True
+
+    # Lifecycle
+
+    def lifecycle_policy(self) -> LifecyclePolicy:
+        """The configured lifecycle policy (the default one unless configured)."""
+        return self.config.lifecycle or LifecyclePolicy.default(
+            visualization_bucket=self.visualizations.name
+        )
+
+    async def apply_lifecycle(self, policy: LifecyclePolicy | None = None) -> None:
+        """Apply ``policy`` (the configured one when None) to both buckets."""
+        chosen = policy or self.lifecycle_policy()
+        for store in (self.originals, self.visualizations):
+            await store.apply_lifecycle(chosen)
+
+    async def sweep(
+        self, now: datetime | None = None, *, dry_run: bool = False
+    ) -> dict[str, list[ObjectInfo]]:
+        """Enforce lifecycle expiry on stores without a lifecycle engine, then update the records.
+
+        Returns the objects removed (or, with ``dry_run``, those that would be),
+        by bucket. On S3 the server enforces the rules and nothing is removed here;
+        :meth:`reconcile` still updates the records of what the server removed.
+        """
+        moment = now or self._clock()
+        removed = {
+            store.name: await store.sweep(moment, dry_run=dry_run)
+            for store in (self.originals, self.visualizations)
+        }
+        if not dry_run and any(removed.values()):
+            await self.maintenance.reconcile(now=moment)
+        return removed
+
+    # Maintenance
+
+    async def reconcile(
+        self, *, claimant: str | None = None, now: datetime | None = None
+    ) -> ReconcileReport:
+        """Finish what crashes, outages and lifecycle rules left (see :class:`Maintenance`)."""
+        return await self.maintenance.reconcile(claimant=claimant, now=now)
+
+    async def audit(self) -> AuditReport:
+        """Objects without records and records without objects (read-only)."""
+        return await self.maintenance.audit()
+
+
+S3ImageService = ImageService
+"""The seed card's name for :class:`ImageService`."""
+
+
+def _check_digest(record: ImageRecord, actual: str) -> None:
+    if actual != record.sha256:
+        raise IntegrityError(
+            f"{record.key!r} in {record.bucket!r} does not match its recorded SHA-256 "
+            f"({actual} != {record.sha256}); the stored object is damaged, restore it"
+        )
+
+
+def _encode_cursor(record: ImageRecord) -> str:
+    raw = f"{record.bucket}\n{record.key}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
+    if cursor is None:
+        return None
+    try:
+        bucket, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("\n", 1)
+    except (ValueError, binascii.Error, UnicodeError, AttributeError):
+        raise ValidationError("invalid cursor; pass the next_cursor of the previous page") from None
+    return bucket, key

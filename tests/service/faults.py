@@ -1,0 +1,61 @@
+"""A store wrapper that fails the operations it is told to, for fault injection."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator
+
+from demeter_storage.domain.errors import StorageUnavailable
+from demeter_storage.domain.objects import HttpMethod, ObjectInfo, PresignedUrl
+from demeter_storage.ports import ImageStore
+from demeter_storage.streams import Payload
+
+
+class FaultyStore(ImageStore):
+    """Delegates to ``inner``; operations named in ``failing`` raise StorageUnavailable."""
+
+    def __init__(self, inner: ImageStore) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.failing: set[str] = set()
+
+    def _check(self, operation: str) -> None:
+        if operation in self.failing or "*" in self.failing:
+            raise StorageUnavailable(f"injected outage of {operation}")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def _put(
+        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
+        self._check("put")
+        return await self.inner.put(key, payload, content_type=content_type, metadata=metadata)
+
+    async def _get(self, key: str) -> bytes:
+        self._check("get")
+        return await self.inner.get(key)
+
+    async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+        self._check("get")
+        async for chunk in self.inner.stream(key, chunk_size=chunk_size):
+            yield chunk
+
+    async def _head(self, key: str) -> ObjectInfo:
+        self._check("head")
+        return await self.inner.head(key)
+
+    async def _delete(self, key: str) -> None:
+        self._check("delete")
+        await self.inner.delete(key)
+
+    async def _delete_many(self, keys: builtins.list[str]) -> None:
+        self._check("delete")
+        await self.inner.delete_many(keys)
+
+    def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        self._check("list")
+        return self.inner.list(prefix)
+
+    async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
+        return await self.inner.presign(key, expires_in=expires_in, method=method)

@@ -1,0 +1,177 @@
+"""Settings from the environment, and the composition root built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from demeter_storage import ConfigurationError, Secret
+from demeter_storage.adapters.local import LocalImageStore
+from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.resilience import ResilientImageStore
+from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.sqlalchemy_repository import SqlAlchemyMetadataRepository
+from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
+from demeter_storage.bootstrap import build_service
+from demeter_storage.domain.schemas import UploadRequest
+from demeter_storage.settings import StorageSettings, settings_table
+from demeter_storage.testing import SeaweedFSServer
+from tests.service.conftest import jpeg
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+def test_defaults_follow_the_seed_card() -> None:
+    settings = StorageSettings.from_env({})
+    assert settings.backend == "local"
+    assert settings.bucket_original == "demeter-photos-original"
+    assert settings.bucket_visualization == "demeter-photos-viz"
+    assert settings.presigned_url_expiry_hours == 24
+    assert settings.max_upload_bytes == 500 * 1024 * 1024
+    assert (settings.breaker_failure_threshold, settings.breaker_reset_seconds) == (5, 60.0)
+    assert settings.embedded_database_url.endswith("demeter-data/demeter.sqlite3")
+
+
+def test_every_variable_is_read() -> None:
+    settings = StorageSettings.from_env(
+        {
+            "DEMETER_STORAGE_BACKEND": "S3",
+            "DEMETER_STORAGE_ROOT": "/srv/photos",
+            "DEMETER_DATABASE_URL": "postgresql+asyncpg://db/photos",
+            "DEMETER_CREATE_SCHEMA": "yes",
+            "S3_BUCKET_ORIGINAL": "field-originals",
+            "S3_BUCKET_VISUALIZATION": "field-viz",
+            "S3_PRESIGNED_URL_EXPIRY_HOURS": "48",
+            "DEMETER_MAX_UPLOAD_BYTES": "1_000_000",
+            "DEMETER_THUMBNAILS": "off",
+            "AWS_REGION": "eu-west-3",
+            "AWS_ACCESS_KEY_ID": "AKID",
+            "AWS_SECRET_ACCESS_KEY": "very-secret-value",
+            "AWS_SESSION_TOKEN": "token-value",
+            "S3_ENDPOINT_URL": "http://127.0.0.1:8333",
+            "S3_ADDRESSING_STYLE": "path",
+            "S3_MAX_CONCURRENCY": "32",
+            "S3_PART_SIZE": str(16 * 1024 * 1024),
+            "DEMETER_BREAKER_RESET_SECONDS": "30.5",
+            "DEMETER_REDIS_URL": "redis://127.0.0.1:6379/1",
+            "UNRELATED": "ignored",
+            "S3_READ_TIMEOUT": "",
+        }
+    )
+    assert settings.backend == "s3"
+    assert settings.storage_root == Path("/srv/photos")
+    assert settings.create_schema is True
+    assert settings.thumbnails is False
+    assert settings.max_upload_bytes == 1_000_000
+    assert settings.aws_secret_access_key == Secret("very-secret-value")
+    assert settings.breaker_reset_seconds == 30.5
+    assert settings.s3_read_timeout == 60.0  # empty means default
+    assert "very-secret-value" not in repr(settings)
+    assert "token-value" not in repr(settings)
+
+
+def test_every_problem_is_listed_in_one_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        StorageSettings.from_env(
+            {
+                "DEMETER_STORAGE_BACKEND": "ftp",
+                "S3_PRESIGNED_URL_EXPIRY_HOURS": "a day",
+                "DEMETER_THUMBNAILS": "maybe",
+                "S3_CONNECT_TIMEOUT": "soon",
+                "AWS_SECRET_ACCESS_KEY": "",
+            }
+        )
+    message = str(caught.value)
+    assert "invalid settings (4)" in message
+    for name in (
+        "DEMETER_STORAGE_BACKEND",
+        "S3_PRESIGNED_URL_EXPIRY_HOURS",
+        "DEMETER_THUMBNAILS",
+        "S3_CONNECT_TIMEOUT",
+    ):
+        assert name in message
+    with pytest.raises(ConfigurationError) as caught:
+        StorageSettings.from_env(
+            {
+                "S3_PRESIGNED_URL_EXPIRY_HOURS": "169",
+                "S3_BUCKET_VISUALIZATION": "demeter-photos-original",
+                "AWS_SECRET_ACCESS_KEY": "only-the-secret",
+                "S3_PART_SIZE": "1024",
+                "DEMETER_RETRY_ATTEMPTS": "0",
+                "S3_READ_TIMEOUT": "-1",
+                "DEMETER_SIGNING_SECRET": "short",
+                "DEMETER_MAX_UPLOAD_BYTES": "0",
+                "DEMETER_RETRY_BACKOFF_SECONDS": "-1",
+            }
+        )
+    message = str(caught.value)
+    assert "invalid settings (9)" in message
+    assert "only-the-secret" not in message
+    assert "short" not in message.replace("shorter", "")
+
+
+def test_the_configuration_page_documents_every_variable() -> None:
+    page = DOCS.read_text()
+    for variable, default, _ in settings_table():
+        assert f"`{variable}`" in page, f"{variable} is missing from docs/configuration.md"
+        assert default in page
+
+
+async def test_the_embedded_default_is_local_files_and_sqlite(tmp_path: Path) -> None:
+    service = await build_service(StorageSettings(storage_root=tmp_path / "data"))
+    try:
+        assert isinstance(service.originals, LocalImageStore)
+        assert service.originals.root == str(tmp_path / "data" / "demeter-photos-original")
+        assert isinstance(service.metadata, SqlAlchemyMetadataRepository)
+        assert isinstance(service.thumbnails, PillowThumbnailMaker)
+        response = await service.upload_original(
+            jpeg(), "demo", UploadRequest("a.jpg", "image/jpeg")
+        )
+        assert response.url is not None
+        assert response.url.startswith("http://127.0.0.1:8765/demeter-photos-original/demo/a.jpg?")
+        assert (tmp_path / "data" / "demeter.sqlite3").exists()
+    finally:
+        await service.aclose()
+    again = await build_service(StorageSettings(storage_root=tmp_path / "data"))
+    assert (await again.list_session_images("demo")).items[0].s3_key == "demo/a.jpg"
+    await again.aclose()
+
+
+async def test_the_memory_backend_keeps_everything_in_memory() -> None:
+    service = await build_service(StorageSettings(backend="memory", thumbnails=False))
+    assert isinstance(service.originals, InMemoryImageStore)
+    assert isinstance(service.metadata, InMemoryMetadataRepository)
+    assert service.thumbnails is None
+    await service.aclose()
+
+
+async def test_the_s3_backend_is_always_resilient_and_shares_one_circuit(
+    seaweedfs_server: SeaweedFSServer, tmp_path: Path
+) -> None:
+    settings = StorageSettings.from_env(
+        {
+            "DEMETER_STORAGE_BACKEND": "s3",
+            "DEMETER_STORAGE_ROOT": str(tmp_path),
+            "S3_ENDPOINT_URL": seaweedfs_server.endpoint_url,
+            "S3_ADDRESSING_STYLE": "path",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": seaweedfs_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": seaweedfs_server.secret_key.reveal(),
+            "S3_BUCKET_ORIGINAL": "boot-originals",
+            "S3_BUCKET_VISUALIZATION": "boot-viz",
+            "S3_CREATE_BUCKETS": "true",
+        }
+    )
+    service = await build_service(settings)
+    try:
+        for store in (service.originals, service.visualizations):
+            assert isinstance(store, ResilientImageStore)
+            assert isinstance(store.inner, S3ImageStore)
+        assert service.originals.breaker is service.visualizations.breaker  # type: ignore[attr-defined]
+        response = await service.upload_original(jpeg(), "s", UploadRequest("a.jpg", "image/jpeg"))
+        assert response.bucket == "boot-originals"
+        assert await service.download_original("s/a.jpg") == jpeg()
+    finally:
+        await service.aclose()
