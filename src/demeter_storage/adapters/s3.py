@@ -17,15 +17,16 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from demeter_storage.adapters.s3_config import S3Config, build_s3_client
+from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import error_code, translate
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
 from demeter_storage.adapters.s3_multipart import PartReader, upload_parts
+from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
 from demeter_storage.domain.errors import ConfigurationError, StorageError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.lifecycle import LifecyclePolicy
@@ -106,6 +107,7 @@ class S3ImageStore(ImageStore):
                 self.config.max_concurrency,
                 self.config.max_concurrency,
             )
+        self._signer: QuerySigner | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=self.config.max_concurrency, thread_name_prefix=f"demeter-s3-{bucket}"
         )
@@ -361,14 +363,45 @@ class S3ImageStore(ImageStore):
 
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         now = self._clock()
-        client_method = "get_object" if method == "GET" else "put_object"
+        signed_at, lifetime = now, expires_in
+        window = self.config.presign_stable_seconds
+        if window is not None and expires_in + window <= MAX_PRESIGN_SECONDS:
+            # Sign at the window's start and live a window longer: every URL of
+            # the window is the same, and none ends before the asked expiry.
+            start = int(now.timestamp()) // window * window
+            signed_at = datetime.fromtimestamp(start, UTC)
+            lifetime = expires_in + window
+        signer = self._signer or self._build_signer()
         try:
-            url = self.client.generate_presigned_url(
-                client_method, Params={"Bucket": self.name, "Key": key}, ExpiresIn=expires_in
-            )
+            if signer is not None:
+                url = signer.sign(method, key, signed_at, lifetime)
+            else:
+                url = self._presign_with_botocore(method, key, lifetime)
         except Exception as exc:
             raise translate(exc, operation="presign", bucket=self.name, key=key) from exc
-        return PresignedUrl(url=url, method=method, expires_at=now + timedelta(seconds=expires_in))
+        return PresignedUrl(
+            url=url, method=method, expires_at=signed_at + timedelta(seconds=lifetime)
+        )
+
+    def _presign_with_botocore(self, method: str, key: str, expires_in: int = 3600) -> str:
+        client_method = "get_object" if method == "GET" else "put_object"
+        return self.client.generate_presigned_url(
+            client_method, Params={"Bucket": self.name, "Key": key}, ExpiresIn=expires_in
+        )
+
+    def _build_signer(self) -> QuerySigner | None:
+        """The fast signer, or None to let botocore sign (no credentials, an odd client)."""
+        # botocore keeps a client's credentials on its request signer and has
+        # no public accessor; without them botocore signs (or says why it cannot).
+        credentials = getattr(getattr(self.client, "_request_signer", None), "_credentials", None)
+        if credentials is None or not hasattr(credentials, "get_frozen_credentials"):
+            return None
+        try:
+            shape = url_shape(self._presign_with_botocore)
+        except Exception:
+            return None
+        self._signer = QuerySigner(shape, credentials.get_frozen_credentials)
+        return self._signer
 
     # Lifecycle: written into the bucket's configuration; the server enforces it.
 

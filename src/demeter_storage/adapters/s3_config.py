@@ -30,6 +30,8 @@ MIN_PART_SIZE: Final = 5 * MiB
 """S3 refuses parts smaller than this (except the last one)."""
 MAX_PART_SIZE: Final = 5 * 1024 * MiB
 MAX_PARTS: Final = 10_000
+MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
+"""SigV4's limit on a presigned URL's lifetime."""
 
 AddressingStyle = Literal["auto", "path", "virtual"]
 ListingOrder = Literal["auto", "server", "sorted"]
@@ -95,6 +97,10 @@ class S3Config:
             S3-compatible servers, SeaweedFS among them, list directory by
             directory); ``"auto"``: ``"server"`` on AWS, ``"sorted"`` with an
             ``endpoint_url``.
+        presign_stable_seconds: sign presigned URLs at the start of a window of
+            this many seconds (e.g. 3600), so one object keeps one URL for the
+            window and browsers and CDNs can cache it. Such a URL lives a window
+            longer than asked, so it never expires early. None: sign at now.
     """
 
     region: str | None = None
@@ -114,6 +120,7 @@ class S3Config:
     part_size: int = attrs.field(default=8 * MiB, validator=_part_size)
     multipart_concurrency: int = attrs.field(default=4, validator=_positive)
     listing_order: ListingOrder = "auto"
+    presign_stable_seconds: int | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if (self.access_key_id is None) != (self.secret_access_key is None):
@@ -124,6 +131,13 @@ class S3Config:
         if self.listing_order not in ("auto", "server", "sorted"):
             raise ConfigurationError(
                 f"listing_order must be 'auto', 'server' or 'sorted', got {self.listing_order!r}"
+            )
+        if self.presign_stable_seconds is not None and not (
+            1 <= self.presign_stable_seconds <= MAX_PRESIGN_SECONDS // 2
+        ):
+            raise ConfigurationError(
+                "presign_stable_seconds must be from 1 second to 3.5 days, "
+                f"got {self.presign_stable_seconds}"
             )
         if self.addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError(
