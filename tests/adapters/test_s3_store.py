@@ -279,15 +279,32 @@ async def test_tampered_and_reused_urls_are_refused_by_the_server(
     assert await seaweed_store.get("s/a.jpg") == b"a"
 
 
-async def test_expired_urls_are_refused_by_the_server(
-    seaweed_store: S3ImageStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_expired_urls_are_refused_by_the_server(seaweed_store: S3ImageStore) -> None:
     await seaweed_store.put("s/a.jpg", b"a", content_type="image/jpeg")
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: an_hour_ago)
-    url = (await seaweed_store.presign("s/a.jpg", expires_in=60)).url
-    monkeypatch.undo()
+    past = S3ImageStore(
+        seaweed_store.name,
+        client=seaweed_store.client,
+        config=seaweed_store.config,
+        clock=lambda: an_hour_ago,
+    )
+    url = (await past.presign("s/a.jpg", expires_in=60)).url
+    await past.aclose()
     assert _http(url)[0] == 403
+
+
+async def test_stable_urls_are_accepted_by_the_server(
+    seaweedfs_server: SeaweedFSServer, seaweed_store: S3ImageStore
+) -> None:
+    await seaweed_store.put("s/a.jpg", b"a", content_type="image/jpeg")
+    stable = S3ImageStore(
+        seaweed_store.name,
+        config=seaweedfs_server.s3_config(presign_stable_seconds=3600),
+    )
+    first = await stable.presign("s/a.jpg", expires_in=60)
+    assert first == await stable.presign("s/a.jpg", expires_in=60)
+    await stable.aclose()
+    assert _http(first.url) == (200, b"a")
 
 
 async def test_readonly_credentials_give_clear_configuration_errors(
