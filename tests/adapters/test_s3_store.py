@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -63,6 +65,40 @@ async def test_multipart_objects_keep_type_metadata_and_sha256(store: S3ImageSto
     assert head.sha256 == info.sha256 == pattern_sha256(size)
     assert (head.size, head.content_type, dict(head.metadata)) == (size, "image/tiff", {"row": "7"})
     assert _dangling_uploads(store) == []
+
+
+async def test_files_are_uploaded_through_a_few_reused_buffers(
+    store: S3ImageStore, tmp_path: Path
+) -> None:
+    size = 23 * MiB  # 4 full parts of 5 MiB and a short last one
+    data = os.urandom(size)
+    (tmp_path / "big.tif").write_bytes(data)
+    bodies: list[object] = []  # kept alive, so that no two parts can share an id()
+    upload_part = store.client.upload_part
+
+    def spy(**kwargs: object) -> object:
+        bodies.append(kwargs["Body"])
+        return upload_part(**kwargs)  # type: ignore[arg-type]
+
+    store.client.upload_part = spy  # type: ignore[method-assign]
+    with (tmp_path / "big.tif").open("rb") as file:
+        info = await store.put("s/big.tif", file, content_type="image/tiff")
+    assert len(bodies) == 5
+    # Two parts in flight at most: two buffers (and the short last part's copy).
+    assert len({id(body) for body in bodies[:4]}) <= MULTIPART["multipart_concurrency"]
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert await store.get("s/big.tif") == data
+    assert _dangling_uploads(store) == []
+
+
+async def test_small_files_take_one_put(store: S3ImageStore, tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"jpeg bytes")
+    requests = Requests(store.client)
+    with (tmp_path / "a.jpg").open("rb") as file:
+        await store.put("s/a.jpg", file, content_type="image/jpeg")
+    assert requests.sent["PutObject"] == 1
+    assert requests.sent["CreateMultipartUpload"] == 0
+    assert await store.get("s/a.jpg") == b"jpeg bytes"
 
 
 async def test_a_failed_part_aborts_the_upload_and_leaves_nothing(store: S3ImageStore) -> None:

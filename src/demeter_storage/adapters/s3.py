@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import error_code, translate
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
-from demeter_storage.adapters.s3_multipart import PartReader, upload_parts
+from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
 from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
 from demeter_storage.domain.errors import ConfigurationError, StorageError
 from demeter_storage.domain.keys import validate_key
@@ -131,6 +131,10 @@ class S3ImageStore(ImageStore):
         except Exception as exc:
             raise translate(exc, operation=operation, bucket=self.name, key=key) from exc
 
+    async def _in_executor(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` (local work: reading, hashing) in the store's executor."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     # Writing
 
     async def _put(
@@ -141,15 +145,24 @@ class S3ImageStore(ImageStore):
             return await self._put_single(key, data, content_type, metadata)
         digest = Digest()
         part_size = self.config.part_size
-        # Chunks of one part each: a file is then read part by part, without copies.
-        reader = PartReader(payload.chunks(part_size), digest)
-        head = await reader.read(self.config.multipart_threshold)
-        more = await reader.read(part_size) if len(head) == self.config.multipart_threshold else b""
-        if not more:
-            return await self._put_single(key, head, content_type, metadata)
-        reader.unread(more)
-        reader.unread(head)
-        del head, more
+        file = payload.rewound_file() if payload.in_memory is None else None
+        reader: PartSource
+        if file is not None and payload.size_hint is not None and hasattr(file, "readinto"):
+            if payload.size_hint <= self.config.multipart_threshold:
+                return await self._put_single(key, await payload.read_all(), content_type, metadata)
+            reader = FileParts(file, digest, self._in_executor)
+        else:
+            # Chunks of one part each: the parts are then the chunks themselves.
+            chunks = PartReader(payload.chunks(part_size), digest)
+            head = await chunks.read(self.config.multipart_threshold)
+            threshold = self.config.multipart_threshold
+            more = await chunks.read(part_size) if len(head) == threshold else b""
+            if not more:
+                return await self._put_single(key, head, content_type, metadata)
+            chunks.unread(more)
+            chunks.unread(head)
+            del head, more
+            reader = chunks
         etag = await upload_parts(
             functools.partial(self._call, key=key),
             self.client,

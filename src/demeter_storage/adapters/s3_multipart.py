@@ -14,12 +14,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import IO, Any, Protocol
 
 from demeter_storage.streams import Digest
 
 Call = Callable[..., Awaitable[Any]]
 """``call(operation_name, fn, **kwargs)``: run ``fn`` in the store's executor, errors translated."""
+
+
+Body = bytes | bytearray
+"""What botocore accepts as a part's body (a memoryview it refuses)."""
+
+
+class PartSource(Protocol):
+    """Where :func:`upload_parts` takes its parts from."""
+
+    async def next_part(self, size: int) -> Body:
+        """The next part of at most ``size`` bytes; empty at the end."""
+        ...
+
+    def release(self, body: Body) -> None:
+        """``body`` was uploaded (or given up): its memory may be reused."""
+        ...
+
+
+class FileParts:
+    """Parts read from a file into a few reused buffers, hashed on the way.
+
+    Reading each part into a fresh 8 MiB ``bytes`` leaves freed blocks in the
+    arenas of the worker threads, which glibc keeps: peak memory then grows
+    well past ``part_size * concurrency``. ``readinto`` a small pool does not.
+    """
+
+    def __init__(self, file: IO[bytes], digest: Digest, run: Callable[..., Awaitable[Any]]) -> None:
+        self._file = file
+        self._digest = digest
+        self._run = run
+        self._free: list[bytearray] = []
+
+    async def next_part(self, size: int) -> Body:
+        """The next ``size`` bytes of the file (fewer at its end), hashed."""
+        buffer = self._free.pop() if self._free else bytearray(size)
+
+        def read_and_hash() -> int:
+            count = 0
+            view = memoryview(buffer)
+            while count < size:
+                got = self._file.readinto(view[count:])  # type: ignore[attr-defined]
+                if not got:
+                    break
+                count += got
+            self._digest.update(view[:count])  # type: ignore[arg-type]
+            return count
+
+        count = await self._run(read_and_hash)
+        if count == size:
+            return buffer
+        self._free.append(buffer)
+        return bytes(buffer[:count])  # the last part: one small copy
+
+    def release(self, body: Body) -> None:
+        """Return a full part's buffer to the pool."""
+        if isinstance(body, bytearray):
+            self._free.append(body)
 
 
 class PartReader:
@@ -59,6 +116,13 @@ class PartReader:
             data = bytes(view[:size])
         return data
 
+    async def next_part(self, size: int) -> Body:
+        """The next part (see :class:`PartSource`)."""
+        return await self.read(size)
+
+    def release(self, body: Body) -> None:
+        """Nothing to reuse: parts of an iterable are its own chunks."""
+
     def unread(self, data: bytes) -> None:
         """Put ``data`` back in front of what :meth:`read` returns next."""
         if data:
@@ -73,7 +137,7 @@ async def upload_parts(
     key: str,
     content_type: str,
     metadata: dict[str, str],
-    reader: PartReader,
+    reader: PartSource,
     part_size: int,
     concurrency: int,
 ) -> str:
@@ -92,7 +156,7 @@ async def upload_parts(
     try:
         slots = asyncio.Semaphore(concurrency)
 
-        async def send(number: int, body: bytes) -> dict[str, Any]:
+        async def send(number: int, body: Body) -> dict[str, Any]:
             try:
                 response = await call(
                     "UploadPart",
@@ -110,6 +174,7 @@ async def upload_parts(
                     "ChecksumCRC32": response["ChecksumCRC32"],
                 }
             finally:
+                reader.release(body)
                 slots.release()
 
         number = 0
@@ -119,7 +184,7 @@ async def upload_parts(
             if failed is not None:
                 slots.release()
                 await failed  # raises the part's error
-            body = await reader.read(part_size)
+            body = await reader.next_part(part_size)
             if not body:
                 slots.release()
                 break

@@ -37,7 +37,7 @@ GRPC_OFFSET: Final = 10000
 """SeaweedFS listens for gRPC on each HTTP port plus this."""
 VOLUME_LIMIT: Final = 2000
 """Volumes the test server may create (they are sparse files: cheap until written)."""
-VOLUME_SIZE_MB: Final = 64
+VOLUME_SIZE_MB: Final = 1024
 _ROLES: Final = ("master", "volume", "filer", "s3", "admin")
 
 
