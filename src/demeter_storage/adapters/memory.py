@@ -72,6 +72,10 @@ class InMemoryImageStore(ImageStore):
         """
         return self._signer.verify(url, method)
 
+    async def url_signer(self) -> UrlSigner:
+        """The signer behind :meth:`presign` (the HTTP server verifies requests with it)."""
+        return self._signer
+
     async def _put(
         self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
     ) -> ObjectInfo:

@@ -1,0 +1,341 @@
+"""What each ``demeter-storage`` command does (argument parsing lives in ``cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import IO, Any, Final, cast
+
+import attrs
+
+from demeter_storage.bootstrap import build_service
+from demeter_storage.cli.progress import CountingFile, Progress
+from demeter_storage.domain.errors import StorageError, ValidationError
+from demeter_storage.domain.images import SNIFF_BYTES, sniff_image_type
+from demeter_storage.domain.keys import validate_session_id
+from demeter_storage.domain.records import ImageState
+from demeter_storage.domain.schemas import ImageResponse, UploadRequest, converter
+from demeter_storage.service import ImageService, validate_expiry_hours
+
+MAX_CONCURRENCY: Final = 64
+
+
+class UsageError(Exception):
+    """Bad usage or input (exit code 2)."""
+
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+@contextlib.asynccontextmanager
+async def _service() -> AsyncIterator[ImageService]:
+    service = await build_service()
+    try:
+        yield service
+    finally:
+        await service.aclose()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, default=str, sort_keys=True))
+
+
+def _response_dict(response: ImageResponse) -> dict[str, Any]:
+    return dict(converter.unstructure(response))
+
+
+# upload
+
+
+def collect_files(paths: list[str]) -> list[Path]:
+    """The files named, and those under the directories named (hidden ones skipped).
+
+    Raises:
+        UsageError: a path is missing or a directory cannot be read.
+    """
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            try:
+                walked = sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and not any(part.startswith(".") for part in p.parts[-1:])
+                )
+            except PermissionError as exc:
+                raise UsageError(f"cannot read directory {exc.filename or path}") from exc
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise UsageError(f"cannot read directory {path}")
+            found.extend(walked)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"no such file or directory: {path}")
+    return found
+
+
+def _sniff(path: Path) -> str | None:
+    with path.open("rb") as file:
+        return sniff_image_type(file.read(SNIFF_BYTES))
+
+
+async def upload(args: argparse.Namespace) -> int:
+    """Upload files and directories; skip (and report) what is not an image."""
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be from 1 to {MAX_CONCURRENCY}")
+    files = collect_files(args.paths)
+    if not files:
+        raise UsageError("no files to upload")
+    progress = Progress(sum(f.stat().st_size for f in files), len(files))
+    failures = 0
+    slots = asyncio.Semaphore(args.concurrency)
+
+    async def one(service: ImageService, path: Path) -> None:
+        nonlocal failures
+        async with slots:
+            try:
+                content_type = await asyncio.to_thread(_sniff, path)
+                if content_type is None:
+                    raise ValidationError("not an image (JPEG, PNG, WebP, TIFF or HEIC/HEIF)")
+                with path.open("rb") as raw:
+                    data = cast("IO[bytes]", CountingFile(raw, progress))
+                    if args.viz:
+                        response = await service.upload_visualization(
+                            data, args.session, path.name, content_type=content_type
+                        )
+                    else:
+                        size = os.fstat(raw.fileno()).st_size
+                        request = UploadRequest(path.name, content_type, size=size)
+                        response = await service.upload_original(data, args.session, request)
+            except (StorageError, OSError) as exc:
+                failures += 1
+                _clear_line(progress)
+                print(f"demeter-storage: skipped {path}: {exc}", file=sys.stderr)
+                return
+            finally:
+                progress.file_done()
+                progress.draw()
+        if args.json:
+            _clear_line(progress)
+            _print_json(_response_dict(response))
+        elif not progress.enabled:
+            print(f"{response.s3_key}\t{response.image_id}\t{response.size}")
+
+    validate_session_id(args.session)  # before any byte moves: one bad id fails them all
+    async with _service() as service:
+        await asyncio.gather(*(one(service, path) for path in files))
+    progress.finish()
+    if progress.enabled and not args.json:
+        print(f"uploaded {len(files) - failures} of {len(files)} file(s)")
+    return 1 if failures else 0
+
+
+def _clear_line(progress: Progress) -> None:
+    if progress.enabled:
+        progress.stream.write("\r\033[K")
+
+
+# download, presign
+
+
+async def download(args: argparse.Namespace) -> int:
+    """Download an object, verified, to a file (written whole or not at all) or stdout."""
+    async with _service() as service:
+        chunks = service.stream_original(args.key, args.bucket)
+        if args.output == "-":
+            async for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return 0
+        target = Path(args.output or args.key.rsplit("/", 1)[-1])
+        await _write_atomically(target, chunks)
+    print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+async def _write_atomically(target: Path, chunks: AsyncIterator[bytes]) -> None:
+    directory = target.parent if str(target.parent) else Path()
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            async for chunk in chunks:
+                file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+async def presign(args: argparse.Namespace) -> int:
+    """Print a presigned GET (or, with ``--put``, PUT) URL."""
+    async with _service() as service:
+        hours = args.hours if args.hours is not None else service.config.default_expiry_hours
+        if args.put:
+            validate_expiry_hours(hours)
+            signed = await service.store_for(args.bucket).presign(
+                args.key, expires_in=hours * 3600, method="PUT"
+            )
+            print(signed.url)
+        else:
+            print(await service.generate_presigned_url(args.key, args.bucket, hours))
+    return 0
+
+
+# records
+
+
+def _image_id(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+async def delete(args: argparse.Namespace) -> int:
+    """Delete an image with its objects and records."""
+    identifier = _image_id(args.image_id)
+    if identifier is None:
+        raise UsageError(f"not an image id: {args.image_id!r} (ids look like `ls` prints them)")
+    async with _service() as service:
+        if not await service.delete_image(identifier):
+            print(f"demeter-storage: no image {identifier}", file=sys.stderr)
+            return 1
+    print(f"deleted {identifier}")
+    return 0
+
+
+async def list_images(args: argparse.Namespace) -> int:
+    """List ready images, of one session or all."""
+    async with _service() as service:
+        if args.session is not None:
+            responses: list[ImageResponse] = []
+            cursor: str | None = None
+            while True:
+                page = await service.list_session_images(args.session, limit=1000, cursor=cursor)
+                responses.extend(page.items)
+                if (cursor := page.next_cursor) is None:
+                    break
+        else:
+            records = [r async for r in service.metadata.records() if r.state is ImageState.READY]
+            records.sort(key=lambda r: (r.bucket, r.key))
+            responses = [ImageResponse.from_record(r) for r in records]
+    for response in responses:
+        if args.json:
+            _print_json(_response_dict(response))
+        else:
+            print(f"{response.image_id}  {response.size:>10}  {response.bucket}/{response.s3_key}")
+    return 0
+
+
+async def info(args: argparse.Namespace) -> int:
+    """Describe one image, found by id or by key."""
+    async with _service() as service:
+        identifier = _image_id(args.image)
+        if identifier is None:
+            for store in (service.originals, service.visualizations):
+                record = await service.metadata.get_by_key(store.name, args.image)
+                if record is not None:
+                    identifier = record.image_id
+                    break
+            else:
+                print(f"demeter-storage: no image with key {args.image!r}", file=sys.stderr)
+                return 1
+        response = await service.get_image(identifier)
+    _print_json(_response_dict(response))
+    return 0
+
+
+# maintenance
+
+
+def _report(report: Any, as_json: bool) -> None:
+    data = attrs.asdict(report)
+    if as_json:
+        _print_json(data)
+        return
+    for name, value in data.items():
+        shown = len(value) if isinstance(value, list | tuple) else value
+        print(f"{name.replace('_', ' ')}: {shown}")
+
+
+async def reconcile(args: argparse.Namespace) -> int:
+    """Finish abandoned uploads and interrupted deletes."""
+    async with _service() as service:
+        report = await service.reconcile()
+    _report(report, args.json)
+    return 0 if report.clean else 1
+
+
+async def audit(args: argparse.Namespace) -> int:
+    """Compare every record with every object."""
+    async with _service() as service:
+        report = await service.audit()
+    _report(report, args.json)
+    return 0 if report.consistent else 1
+
+
+async def lifecycle(args: argparse.Namespace) -> int:
+    """Show, apply or enforce the lifecycle policy."""
+    async with _service() as service:
+        if args.action == "show":
+            _print_json(
+                {
+                    "configured": service.lifecycle_policy().to_dict(),
+                    "applied": {
+                        store.name: (await store.get_lifecycle()).to_dict()
+                        for store in (service.originals, service.visualizations)
+                    },
+                }
+            )
+        elif args.action == "apply":
+            await service.apply_lifecycle()
+            print("lifecycle policy applied to both buckets")
+        else:
+            removed = await service.sweep(dry_run=args.dry_run)
+            verb = "would remove" if args.dry_run else "removed"
+            for bucket, infos in removed.items():
+                for item in infos:
+                    print(f"{verb} {bucket}/{item.key}")
+            print(f"{verb} {sum(len(infos) for infos in removed.values())} object(s)")
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Serve the local store's signed URLs (see :mod:`demeter_storage.web`)."""
+    from demeter_storage.cli.serving import serve_forever  # noqa: PLC0415 - needs uvicorn
+
+    return await serve_forever(args.host, args.port)
+
+
+async def doctor(args: argparse.Namespace) -> int:
+    """Check the settings and what they point at; print a fix for each problem."""
+    from demeter_storage.cli.doctor import run_checks  # noqa: PLC0415 - rarely needed
+
+    return await run_checks()
+
+
+COMMANDS: Final[dict[str, Command]] = {
+    "upload": upload,
+    "download": download,
+    "presign": presign,
+    "delete": delete,
+    "ls": list_images,
+    "info": info,
+    "reconcile": reconcile,
+    "audit": audit,
+    "lifecycle": lifecycle,
+    "serve": serve,
+    "doctor": doctor,
+}
