@@ -6,9 +6,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-from demeter_storage.testing import postgres_engine, postgres_url, redis_url, seaweedfs_server
+from demeter_storage.testing import postgres_engine, postgres_url, redis_url
 
-__all__ = ["postgres_engine", "postgres_url", "redis_url", "seaweedfs_server"]
+# seaweedfs_server and the memory/local fixtures come from the package's pytest plugin.
+__all__ = ["postgres_engine", "postgres_url", "redis_url"]
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(

