@@ -58,8 +58,10 @@ def test_every_variable_is_read() -> None:
             "DEMETER_REDIS_URL": "redis://127.0.0.1:6379/1",
             "UNRELATED": "ignored",
             "S3_READ_TIMEOUT": "",
+            "S3_PRESIGN_STABLE_SECONDS": "3600",
         }
     )
+    assert settings.s3_presign_stable_seconds == 3600
     assert settings.backend == "s3"
     assert settings.storage_root == Path("/srv/photos")
     assert settings.create_schema is True
@@ -70,6 +72,11 @@ def test_every_variable_is_read() -> None:
     assert settings.s3_read_timeout == 60.0  # empty means default
     assert "very-secret-value" not in repr(settings)
     assert "token-value" not in repr(settings)
+
+
+def test_the_stable_url_window_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="S3_PRESIGN_STABLE_SECONDS"):
+        StorageSettings.from_env({"S3_PRESIGN_STABLE_SECONDS": "0"})
 
 
 def test_every_problem_is_listed_in_one_error() -> None:

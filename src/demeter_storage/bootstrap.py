@@ -46,6 +46,7 @@ def s3_config(settings: StorageSettings) -> S3Config:
         multipart_threshold=settings.s3_multipart_threshold,
         part_size=settings.s3_part_size,
         multipart_concurrency=settings.s3_multipart_concurrency,
+        presign_stable_seconds=settings.s3_presign_stable_seconds,
     )
 
 

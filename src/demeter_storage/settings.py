@@ -133,6 +133,12 @@ class StorageSettings:
     s3_multipart_concurrency: int = _setting(
         "S3_MULTIPART_CONCURRENCY", 4, "Parts uploaded at once."
     )
+    s3_presign_stable_seconds: int | None = _setting(
+        "S3_PRESIGN_STABLE_SECONDS",
+        None,
+        "Sign presigned URLs at the start of windows this long (e.g. 3600), so one object "
+        "keeps one cacheable URL per window; such URLs live one window longer. Default: off.",
+    )
     s3_create_buckets: bool = _setting(
         "S3_CREATE_BUCKETS", False, "Create missing buckets at start-up."
     )
@@ -235,6 +241,7 @@ class StorageSettings:
             "retry_max_backoff_seconds",
         )
         part_sizes = ("s3_part_size", "s3_multipart_threshold")
+        window = self.s3_presign_stable_seconds
         not_negative = (
             "visualizations_expire_days",
             "originals_expire_days",
@@ -259,6 +266,10 @@ class StorageSettings:
                 "DEMETER_RETRY_BACKOFF_SECONDS must not be negative",
             ),
             (len(secret) >= 16, "DEMETER_SIGNING_SECRET must be at least 16 characters"),
+            (
+                window is None or 1 <= window <= 302400,
+                "S3_PRESIGN_STABLE_SECONDS must be from 1 to 302400 (3.5 days)",
+            ),
             *[(getattr(self, n) >= 1, f"{_env(n)} must be at least 1") for n in at_least_one],
             *[(getattr(self, n) > 0, f"{_env(n)} must be positive") for n in positive],
             *[(getattr(self, n) >= 0, f"{_env(n)} must not be negative") for n in not_negative],
