@@ -222,8 +222,7 @@ def test_serve_answers_signed_urls_and_refuses_a_taken_port(workdir: Path) -> No
         [sys.executable, "-m", "demeter_storage.cli", "serve", "--port", str(port)],
         cwd=workdir,
         env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 20
@@ -240,6 +239,7 @@ def test_serve_answers_signed_urls_and_refuses_a_taken_port(workdir: Path) -> No
             urllib.request.urlopen(
                 url.replace("X-Demeter-Expires=86400", "X-Demeter-Expires=86401")
             )
+        refused.value.close()
         assert refused.value.code == 403
         taken = _cli(workdir, "serve", "--port", str(port), env=env)
         assert taken.returncode == 2

@@ -100,3 +100,10 @@ def test_the_plugin_fixtures(
     assert isinstance(memory_image_store, InMemoryImageStore)
     assert isinstance(local_image_store, LocalImageStore)
     assert Path(local_image_store.root).parent == tmp_path
+
+
+def test_the_plugin_is_declared_for_pytest() -> None:
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
+    plugins = {e.name: e.value for e in entry_points(group="pytest11")}
+    assert plugins["demeter_storage"] == "demeter_storage.testing.plugin"
