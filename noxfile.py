@@ -11,7 +11,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
-TEST_EXTRAS = ".[test,postgres,redis,thumbnails]"
+TEST_EXTRAS = ".[test,postgres,redis,thumbnails,fast]"
 
 
 @nox.session
@@ -25,7 +25,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[dev,test,postgres,redis,thumbnails]")
+    session.install("-e", ".[dev,test,postgres,redis,thumbnails,fast]")
     session.run("mypy", "src")
 
 
@@ -49,3 +49,10 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site; warnings are errors."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite: starts SeaweedFS itself; pass run_all.py's options after --."""
+    session.install("-e", ".[test,postgres,redis]", "obstore")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from demeter_storage.adapters.resilience import ResilientImageStore
 from demeter_storage.adapters.s3 import S3ImageStore
 from demeter_storage.adapters.sqlalchemy_repository import SqlAlchemyMetadataRepository
 from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
-from demeter_storage.bootstrap import build_service
+from demeter_storage.bootstrap import build_service, build_stores
 from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.settings import StorageSettings, settings_table
 from demeter_storage.testing import SeaweedFSServer
@@ -59,8 +60,10 @@ def test_every_variable_is_read() -> None:
             "UNRELATED": "ignored",
             "S3_READ_TIMEOUT": "",
             "S3_PRESIGN_STABLE_SECONDS": "3600",
+            "S3_ENGINE": "obstore",
         }
     )
+    assert settings.s3_engine == "obstore"
     assert settings.s3_presign_stable_seconds == 3600
     assert settings.backend == "s3"
     assert settings.storage_root == Path("/srv/photos")
@@ -154,9 +157,16 @@ async def test_the_memory_backend_keeps_everything_in_memory() -> None:
     await service.aclose()
 
 
+@pytest.mark.parametrize("engine", ["boto3", "obstore"])
 async def test_the_s3_backend_is_always_resilient_and_shares_one_circuit(
-    seaweedfs_server: SeaweedFSServer, tmp_path: Path
+    seaweedfs_server: SeaweedFSServer, tmp_path: Path, engine: str
 ) -> None:
+    if engine == "obstore":
+        from demeter_storage.adapters.obstore import ObstoreImageStore  # noqa: PLC0415
+
+        expected_inner: type = ObstoreImageStore
+    else:
+        expected_inner = S3ImageStore
     settings = StorageSettings.from_env(
         {
             "DEMETER_STORAGE_BACKEND": "s3",
@@ -166,19 +176,29 @@ async def test_the_s3_backend_is_always_resilient_and_shares_one_circuit(
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": seaweedfs_server.access_key,
             "AWS_SECRET_ACCESS_KEY": seaweedfs_server.secret_key.reveal(),
-            "S3_BUCKET_ORIGINAL": "boot-originals",
-            "S3_BUCKET_VISUALIZATION": "boot-viz",
+            "S3_BUCKET_ORIGINAL": f"boot-originals-{engine}",
+            "S3_BUCKET_VISUALIZATION": f"boot-viz-{engine}",
             "S3_CREATE_BUCKETS": "true",
+            "S3_ENGINE": engine,
         }
     )
     service = await build_service(settings)
     try:
         for store in (service.originals, service.visualizations):
             assert isinstance(store, ResilientImageStore)
-            assert isinstance(store.inner, S3ImageStore)
+            assert isinstance(store.inner, expected_inner)
         assert service.originals.breaker is service.visualizations.breaker  # type: ignore[attr-defined]
         response = await service.upload_original(jpeg(), "s", UploadRequest("a.jpg", "image/jpeg"))
-        assert response.bucket == "boot-originals"
+        assert response.bucket == f"boot-originals-{engine}"
         assert await service.download_original("s/a.jpg") == jpeg()
     finally:
         await service.aclose()
+
+
+def test_the_obstore_engine_without_obstore_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "demeter_storage.adapters.obstore", None)
+    settings = StorageSettings(backend="s3", s3_engine="obstore", aws_region="us-east-1")
+    with pytest.raises(ConfigurationError, match=r"demeter-storage\[fast\]"):
+        build_stores(settings)

@@ -8,6 +8,7 @@ buckets share one circuit (they share one backend).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from demeter_storage.adapters.breaker import CircuitBreaker
@@ -23,6 +24,7 @@ from demeter_storage.adapters.sqlalchemy_repository import (
 )
 from demeter_storage.adapters.sqlalchemy_schema import create_schema
 from demeter_storage.adapters.thumbnails import PillowThumbnailMaker, pillow_available
+from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
 from demeter_storage.service import ImageService, ServiceConfig
 from demeter_storage.settings import StorageSettings
@@ -68,7 +70,9 @@ def build_stores(settings: StorageSettings) -> tuple[ImageStore, ImageStore]:
         ]
         return local[0], local[1]
     config = s3_config(settings)
-    client = build_s3_client(config)
+    inner_store = (
+        _obstore_stores(config) if settings.s3_engine == "obstore" else _boto3_stores(config)
+    )
     breaker = CircuitBreaker(
         f"demeter-storage:s3:{settings.s3_endpoint_url or 'aws'}",
         threshold=settings.breaker_failure_threshold,
@@ -77,7 +81,7 @@ def build_stores(settings: StorageSettings) -> tuple[ImageStore, ImageStore]:
     )
     resilient = [
         ResilientImageStore(
-            S3ImageStore(bucket, client=client, config=config),
+            inner_store(bucket),
             retry_attempts=settings.retry_attempts,
             retry_backoff=settings.retry_backoff_seconds,
             retry_max_backoff=settings.retry_max_backoff_seconds,
@@ -86,6 +90,24 @@ def build_stores(settings: StorageSettings) -> tuple[ImageStore, ImageStore]:
         for bucket in buckets
     ]
     return resilient[0], resilient[1]
+
+
+def _boto3_stores(config: S3Config) -> Callable[[str], ImageStore]:
+    """A factory of boto3 stores sharing one client (and its connection pool)."""
+    client = build_s3_client(config)
+    return lambda bucket: S3ImageStore(bucket, client=client, config=config)
+
+
+def _obstore_stores(config: S3Config) -> Callable[[str], ImageStore]:
+    """A factory of obstore stores; obstore is imported only when asked for."""
+    try:
+        from demeter_storage.adapters.obstore import ObstoreImageStore  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            "S3_ENGINE=obstore needs obstore: pip install 'demeter-storage[fast]', "
+            "or set S3_ENGINE=boto3"
+        ) from exc
+    return lambda bucket: ObstoreImageStore(bucket, config=config)
 
 
 async def build_metadata(settings: StorageSettings) -> MetadataRepository:

@@ -24,10 +24,12 @@ from demeter_storage.domain.secrets import Secret
 MiB: Final = 1024 * 1024
 Backend = Literal["local", "s3", "memory"]
 AddressingStyle = Literal["auto", "path", "virtual"]
+S3Engine = Literal["boto3", "obstore"]
 ExpiredRecords = Literal["mark", "remove"]
 _CHOICES: Final = {
     "Backend": Backend,
     "AddressingStyle": AddressingStyle,
+    "S3Engine": S3Engine,
     "ExpiredRecords": ExpiredRecords,
 }
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -114,6 +116,11 @@ class StorageSettings:
     )
     aws_profile: str | None = _setting(
         "AWS_PROFILE", None, "Named profile of the shared AWS config files."
+    )
+    s3_engine: S3Engine = _setting(
+        "S3_ENGINE",
+        "boto3",
+        "`boto3`, or `obstore` for the faster Rust engine (needs the `fast` extra).",
     )
     s3_endpoint_url: str | None = _setting(
         "S3_ENDPOINT_URL", None, "Endpoint of an S3-compatible server (SeaweedFS, MinIO, R2...)."
