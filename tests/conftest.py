@@ -7,12 +7,13 @@ import os
 from hypothesis import HealthCheck, settings
 
 from demeter_storage.testing import postgres_engine, postgres_url, redis_url
+from tests.browser import chromium
 
 # The package's pytest plugin, loaded here rather than through its entry point
 # (pyproject's addopts disable that) so that coverage sees the package's imports.
 pytest_plugins = ["demeter_storage.testing.plugin"]
 
-__all__ = ["postgres_engine", "postgres_url", "redis_url"]
+__all__ = ["chromium", "postgres_engine", "postgres_url", "redis_url"]
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
