@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 
 from demeter_storage.service import ImageService
+from demeter_storage.web import SignedUrlApp
 
 pytest.importorskip("fastapi", reason="FastAPI is not installed (the example needs it)")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
@@ -90,6 +91,56 @@ async def test_bad_uploads_are_refused_and_leave_nothing(
     assert [info async for info in memory_image_service.originals.list()] == []
     missing = await client.get("/images/00000000-0000-0000-0000-000000000000/url")  # type: ignore[attr-defined]
     assert missing.status_code == 404
+
+
+async def test_a_direct_upload_is_begun_posted_and_completed(
+    client: object, memory_image_service: ImageService
+) -> None:
+    photo = SAMPLE.read_bytes()
+    begun = await client.post(  # type: ignore[attr-defined]
+        "/sessions/field-7/direct-uploads",
+        json={"filename": "leaf.jpg", "content_type": "image/jpeg", "size": len(photo)},
+    )
+    assert begun.status_code == 201, begun.text
+    upload = begun.json()
+    assert set(upload) >= {"image_id", "url", "fields", "expires_at", "max_size"}
+    # The phone posts the form to the store's own server (here, the ASGI app of
+    # the in-memory store), not to the API.
+    store = memory_image_service.originals
+    transport = httpx.ASGITransport(app=SignedUrlApp({store.name: store}))
+    async with httpx.AsyncClient(transport=transport) as phone:
+        posted = await phone.post(
+            f"http://store.test/{store.name}",
+            data=upload["fields"],
+            files={"file": ("leaf.jpg", photo, "image/jpeg")},
+        )
+    assert posted.status_code == 204, posted.text
+    path = f"/direct-uploads/{upload['image_id']}/complete"
+    completed = await client.post(path)  # type: ignore[attr-defined]
+    assert completed.status_code == 200, completed.text
+    assert completed.json()["size"] == len(photo)
+    assert (await client.post(path)).status_code == 409  # type: ignore[attr-defined]
+    unknown = "/direct-uploads/00000000-0000-4000-8000-000000000000/complete"
+    assert (await client.post(unknown)).status_code == 404  # type: ignore[attr-defined]
+
+
+async def test_bad_direct_uploads_are_refused(
+    client: object, memory_image_service: ImageService
+) -> None:
+    for body in (
+        {"filename": "a.jpg", "content_type": "image/jpeg", "size": 0},
+        {"filename": "a.jpg", "content_type": "application/pdf", "size": 10},
+        {"filename": "../a.jpg", "content_type": "image/jpeg", "size": 10},
+    ):
+        refused = await client.post("/sessions/s/direct-uploads", json=body)  # type: ignore[attr-defined]
+        assert refused.status_code == 422, body
+    begun = await client.post(  # type: ignore[attr-defined]
+        "/sessions/s/direct-uploads",
+        json={"filename": "a.jpg", "content_type": "image/jpeg", "size": 10},
+    )
+    early = await client.post(f"/direct-uploads/{begun.json()['image_id']}/complete")  # type: ignore[attr-defined]
+    assert early.status_code == 422
+    assert "nothing has arrived" in early.text
 
 
 def test_the_plugin_fixtures(

@@ -1,4 +1,4 @@
-"""A FastAPI app on demeter-storage: streamed uploads, presigned URLs, deletes.
+"""A FastAPI app on demeter-storage: streamed and direct uploads, presigned URLs, deletes.
 
 Run it: ``pip install demeter-storage fastapi uvicorn`` then
 ``uvicorn fastapi_app:app`` (from ``docs/examples``). The service comes from
@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from pydantic import BaseModel
 
-from demeter_storage import StorageUnavailable, ValidationError
+from demeter_storage import StorageUnavailable, UploadAlreadyCompleted, ValidationError
 from demeter_storage.bootstrap import build_service
-from demeter_storage.domain.errors import ImageAlreadyExists
+from demeter_storage.domain.errors import ImageAlreadyExists, ImageNotFound
 from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.service import ImageService
 
@@ -64,6 +65,44 @@ async def upload_photo(
         raise HTTPException(422, str(exc)) from exc
     except StorageUnavailable as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from exc
+    return image.to_dict()
+
+
+class DirectUploadRequest(BaseModel):
+    """What the phone says about the photo it is about to send."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@app.post("/sessions/{session_id}/direct-uploads", status_code=201)
+async def begin_direct_upload(
+    session_id: str, body: DirectUploadRequest, service: Service
+) -> dict[str, Any]:
+    """The form the phone posts the photo with, straight to the store (not through us)."""
+    try:
+        upload = await service.begin_direct_upload(
+            session_id, body.filename, body.content_type, body.size
+        )
+    except ImageAlreadyExists as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except (ValidationError, TypeError) as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return upload.to_dict()
+
+
+@app.post("/direct-uploads/{image_id}/complete")
+async def complete_direct_upload(image_id: uuid.UUID, service: Service) -> dict[str, Any]:
+    """Check what the phone posted and make it a ready image."""
+    try:
+        image = await service.complete_direct_upload(image_id)
+    except UploadAlreadyCompleted as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except ValidationError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except ImageNotFound as exc:
+        raise HTTPException(404, "no such direct upload") from exc
     return image.to_dict()
 
 

@@ -12,16 +12,19 @@ from demeter_storage.domain.errors import (
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
+    UploadAlreadyCompleted,
     ValidationError,
 )
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
-from demeter_storage.domain.objects import ObjectInfo, PresignedUrl
+from demeter_storage.domain.objects import ObjectInfo, PresignedPost, PresignedUrl
+from demeter_storage.domain.schemas import DirectUpload
 from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore
 from demeter_storage.streams import Payload, PutData
 
 __all__ = [
     "ConfigurationError",
+    "DirectUpload",
     "ImageStore",
     "InMemoryImageStore",
     "IntegrityError",
@@ -32,10 +35,12 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "Payload",
+    "PresignedPost",
     "PresignedUrl",
     "PutData",
     "Secret",
     "StorageError",
     "StorageUnavailable",
+    "UploadAlreadyCompleted",
     "ValidationError",
 ]

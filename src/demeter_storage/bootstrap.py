@@ -156,6 +156,7 @@ async def build_service(settings: StorageSettings | None = None) -> ImageService
         max_upload_bytes=settings.max_upload_bytes,
         default_expiry_hours=settings.presigned_url_expiry_hours,
         stale_upload_after=timedelta(seconds=settings.stale_upload_seconds),
+        direct_upload_expiry=timedelta(seconds=settings.direct_upload_expiry_seconds),
         lifecycle=settings.lifecycle_policy(),
         expired_records=settings.expired_records,
     )

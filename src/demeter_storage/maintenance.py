@@ -3,7 +3,9 @@
 ``reconcile`` finishes whatever a crash or an outage interrupted:
 
 * an ``uploading`` record older than ``stale_upload_after`` is an abandoned
-  upload: its objects (whichever were written) are deleted, then its row;
+  upload: its objects (whichever were written) are deleted, then its row; a
+  direct upload is abandoned once its form expired ``direct_upload_grace`` ago
+  (whatever its age), and whatever the client posted goes with it;
 * a ``deleting`` record older than ``deleting_grace`` is a delete that did not
   finish: its objects are deleted, then its row;
 * a ``ready`` record whose object a lifecycle rule removed is marked
@@ -17,6 +19,7 @@ reads: it lists objects without records and records without objects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -156,6 +159,24 @@ class Maintenance:
                 )
             await store.delete_many(keys)
 
+    async def undo_upload(self, record: ImageRecord) -> None:
+        """Remove what a failed upload wrote, then its row (unless it became ready).
+
+        If that fails too, the ``uploading`` row stays for :meth:`reconcile`.
+        """
+        try:
+            current = await self.metadata.get(record.image_id)
+            if current is not None and current.state is ImageState.READY:
+                return  # marked ready before the failure: the image is complete
+            await self.delete_objects([record])
+            await self.metadata.remove([record.image_id])
+        except (StorageError, asyncio.CancelledError) as exc:
+            logger.warning(
+                "could not undo the failed upload of %r (%s); reconcile() will finish it",
+                record.key,
+                exc,
+            )
+
     async def reconcile(
         self, *, claimant: str | None = None, now: datetime | None = None
     ) -> ReconcileReport:
@@ -168,7 +189,11 @@ class Maintenance:
         me = claimant or default_claimant()
         now = now or self._clock()
         abandoned, abandoned_failed = await self._finish(
-            ImageState.UPLOADING, now - self.config.stale_upload_after, now, me
+            ImageState.UPLOADING,
+            now - self.config.stale_upload_after,
+            now,
+            me,
+            uploads_expired_before=now - self.config.direct_upload_grace,
         )
         deleted, deleted_failed = await self._finish(
             ImageState.DELETING, now - self.config.deleting_grace, now, me
@@ -198,7 +223,13 @@ class Maintenance:
         return report
 
     async def _finish(
-        self, state: ImageState, updated_before: datetime, now: datetime, claimant: str
+        self,
+        state: ImageState,
+        updated_before: datetime,
+        now: datetime,
+        claimant: str,
+        *,
+        uploads_expired_before: datetime | None = None,
     ) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str]]]:
         done: list[uuid.UUID] = []
         failed: list[tuple[uuid.UUID, str]] = []
@@ -211,6 +242,7 @@ class Maintenance:
                     claimant=claimant,
                     limit=CLAIM_BATCH,
                     claim_timeout=self.config.claim_timeout,
+                    uploads_expired_before=uploads_expired_before,
                 )
                 for record in batch:
                     try:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import IO, Self
 
-from demeter_storage.domain.errors import ObjectNotFound, ValidationError
+from demeter_storage.domain.errors import ConfigurationError, ObjectNotFound, ValidationError
 from demeter_storage.domain.keys import validate_key, validate_prefix
 from demeter_storage.domain.lifecycle import (
     LifecyclePolicy,
@@ -31,6 +31,7 @@ from demeter_storage.domain.lifecycle import (
 from demeter_storage.domain.objects import (
     HttpMethod,
     ObjectInfo,
+    PresignedPost,
     PresignedUrl,
     utc_now,
     validate_content_type,
@@ -160,6 +161,30 @@ class ImageStore(abc.ABC):
             validate_key(key), validate_expires_in(expires_in), validate_method(method)
         )
 
+    async def presign_post(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int | timedelta
+    ) -> PresignedPost:
+        """Return an HTML form upload of ``key`` (S3's presigned POST).
+
+        The form's policy pins the exact key and content type and accepts 1 to
+        ``max_size`` bytes until ``expires_in`` (1 s to 7 days) has passed; the
+        server (S3, or :mod:`demeter_storage.web` for the local and in-memory
+        stores) refuses any other upload.
+
+        Raises:
+            ValidationError: an invalid key, content type, size or lifetime.
+        """
+        if isinstance(max_size, bool) or not isinstance(max_size, int):
+            raise TypeError(f"max_size must be an int, got {type(max_size).__name__}")
+        if max_size < 1:
+            raise ValidationError(f"max_size must be at least 1 byte, got {max_size}")
+        return await self._presign_post(
+            validate_key(key),
+            validate_content_type(content_type),
+            max_size,
+            validate_expires_in(expires_in),
+        )
+
     async def apply_lifecycle(self, policy: LifecyclePolicy) -> None:
         """Apply the rules of ``policy`` that cover this store's bucket.
 
@@ -235,6 +260,14 @@ class ImageStore(abc.ABC):
     @abc.abstractmethod
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl: ...
 
+    async def _presign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot take direct uploads (presigned POST); use the "
+            "S3, local or in-memory store"
+        )
+
     # Lifecycle: by default the store keeps the policy and enforces it in sweep().
 
     async def _apply_lifecycle(self, policy: LifecyclePolicy) -> None:
@@ -276,8 +309,9 @@ class MetadataRepository(abc.ABC):
       :class:`~demeter_storage.domain.errors.ImageAlreadyExists` for a taken key
       (or a taken id), atomically, even under concurrent adds.
     * State changes are conditional and idempotent: :meth:`mark_ready` only
-      moves an ``uploading`` record; :meth:`mark_deleting` works from any state;
-      :meth:`remove` of a missing id is fine.
+      moves an ``uploading`` record that no reconciler has claimed;
+      :meth:`mark_deleting` works from any state; :meth:`remove` of a missing
+      id is fine.
     * :meth:`claim` is atomic: concurrent claimers never get the same row
       (until its claim times out).
     * Reads return records with ``visualization_keys`` filled in.
@@ -333,10 +367,15 @@ class MetadataRepository(abc.ABC):
         claimant: str,
         limit: int,
         claim_timeout: timedelta,
+        uploads_expired_before: datetime | None = None,
     ) -> builtins.list[ImageRecord]:
         """Atomically claim up to ``limit`` records in ``state`` last updated before a time.
 
         Records claimed by someone else less than ``claim_timeout`` ago are skipped.
+        With ``uploads_expired_before``, ``uploading`` records of direct uploads
+        (those with ``upload_expires_at``) are judged by their upload's expiry
+        instead: they are claimed once it is earlier than that time, however
+        old or recent the record.
         """
 
     @abc.abstractmethod

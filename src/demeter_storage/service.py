@@ -22,6 +22,7 @@ from typing import IO, Literal
 
 import attrs
 
+from demeter_storage.direct_uploads import DirectUploads
 from demeter_storage.domain.errors import (
     ImageNotFound,
     IntegrityError,
@@ -42,10 +43,11 @@ from demeter_storage.domain.objects import (
     ObjectInfo,
     utc_now,
     validate_content_type,
+    validate_expires_in,
     validate_metadata,
 )
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
-from demeter_storage.domain.schemas import ImagePage, ImageResponse, UploadRequest
+from demeter_storage.domain.schemas import DirectUpload, ImagePage, ImageResponse, UploadRequest
 from demeter_storage.maintenance import AuditReport, Maintenance, ReconcileReport
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
 from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Digest, Payload, PutData
@@ -98,6 +100,10 @@ class ServiceConfig:
         default_expiry_hours: lifetime of presigned URLs when none is given.
         stale_upload_after: an ``uploading`` record older than this is taken
             as abandoned by ``reconcile``.
+        direct_upload_expiry: how long a direct upload's form stays valid
+            (1 s to 7 days; 15 minutes by default).
+        direct_upload_grace: how long after its form expired a direct upload
+            may still be completed; ``reconcile`` removes it after that.
         deleting_grace: a ``deleting`` record older than this is completed by
             ``reconcile`` (a delete in progress normally finishes sooner).
         claim_timeout: a reconciler's claim on a record lapses after this.
@@ -114,6 +120,10 @@ class ServiceConfig:
         default=24, validator=lambda _i, _a, v: validate_expiry_hours(v)
     )
     stale_upload_after: timedelta = timedelta(hours=1)
+    direct_upload_expiry: timedelta = attrs.field(
+        default=timedelta(minutes=15), validator=lambda _i, _a, v: validate_expires_in(v)
+    )
+    direct_upload_grace: timedelta = timedelta(minutes=5)
     deleting_grace: timedelta = timedelta(seconds=30)
     claim_timeout: timedelta = timedelta(minutes=10)
     lifecycle: LifecyclePolicy | None = None
@@ -153,6 +163,7 @@ class ImageService:
         self.thumbnails = thumbnails
         self._clock = clock
         self._checkpoint = checkpoint
+        self.direct_uploads = DirectUploads(self)
         self.maintenance = Maintenance(
             stores={originals.name: originals, visualizations.name: visualizations},
             metadata=metadata,
@@ -171,6 +182,10 @@ class ImageService:
         await self.originals.aclose()
         await self.visualizations.aclose()
         await self.metadata.aclose()
+
+    def now(self) -> datetime:
+        """The service's current time (its injected clock)."""
+        return self._clock()
 
     async def _step(self, name: str) -> None:
         if self._checkpoint is not None:
@@ -325,7 +340,6 @@ class ImageService:
     async def _store_objects(
         self, store: ImageStore, record: ImageRecord, checked: CheckedData, make_thumbnail: bool
     ) -> ImageRecord:
-        written: list[str] = []
         try:
             try:
                 info = await store.put(
@@ -336,13 +350,10 @@ class ImageService:
                 )
             except DataRejected as rejected:
                 raise rejected.error from None
-            written.append(record.key)
             await self._step("object_written")
             thumb = None
             if make_thumbnail:
                 thumb = await self._put_thumbnail(store, record, checked)
-                if thumb is not None:
-                    written.append(thumb)
                 await self._step("thumbnail_written")
             sha256 = info.sha256 or await self._sha256_of(store, record.key)
             ready = await self.metadata.mark_ready(
@@ -359,28 +370,8 @@ class ImageService:
             await self._step("marked_ready")
             return ready
         except (Exception, asyncio.CancelledError):
-            await self._undo_upload(store, record, written)
+            await self.maintenance.undo_upload(record)
             raise
-
-    async def _undo_upload(
-        self, store: ImageStore, record: ImageRecord, written: list[str]
-    ) -> None:
-        """Remove what a failed upload wrote; leave the row to reconcile if that fails too."""
-        keys = [record.key]
-        if record.kind is ImageKind.ORIGINAL:
-            keys.append(thumbnail_key(record.session_id, record.filename))
-        try:
-            current = await self.metadata.get(record.image_id)
-            if current is not None and current.state is ImageState.READY:
-                return  # marked ready before the failure: the image is complete
-            await store.delete_many(keys)
-            await self.metadata.remove([record.image_id])
-        except (StorageError, asyncio.CancelledError) as exc:
-            logger.warning(
-                "could not undo the failed upload of %r (%s); reconcile() will finish it",
-                record.key,
-                exc,
-            )
 
     async def _put_thumbnail(
         self, store: ImageStore, record: ImageRecord, checked: CheckedData
@@ -411,6 +402,43 @@ class ImageService:
         store = self.store_for(record.bucket)
         url = await store.presign(record.key, expires_in=self.config.default_expiry_hours * 3600)
         return ImageResponse.from_record(record, url.url, url.expires_at)
+
+    # Direct uploads: the client posts the bytes to the store itself.
+
+    async def begin_direct_upload(
+        self, session_id: str, filename: str, content_type: str, size: int
+    ) -> DirectUpload:
+        """Start an upload that the client sends straight to the store (an HTML form POST).
+
+        The inputs are checked like :meth:`upload_original`'s; the record is
+        written as ``uploading``; the form's policy pins the key
+        ``{session_id}/{filename}``, the content type and 1 to ``size`` bytes,
+        and expires after ``direct_upload_expiry`` (15 minutes by default).
+
+        Raises:
+            ValidationError: bad names, a content type that is no accepted image
+                type, or a size of 0 or above the maximum (nothing is written).
+            ImageAlreadyExists: the session has a photo of that name already.
+        """
+        return await self.direct_uploads.begin(session_id, filename, content_type, size)
+
+    async def complete_direct_upload(self, image_id: uuid.UUID | str) -> ImageResponse:
+        """Check what a direct upload delivered and make the image ready.
+
+        The object must exist with the declared size and content type, and its
+        first bytes must be an image of that type. Its SHA-256 is recorded and
+        its thumbnail made (when enabled).
+
+        Raises:
+            ValidationError: the upload failed a check; what arrived is deleted,
+                with the record (see :mod:`demeter_storage.direct_uploads`).
+                Also when nothing has arrived yet (then nothing is deleted:
+                post the file and complete again before the form expires).
+            UploadAlreadyCompleted: the image is ready already.
+            ImageNotFound: no direct upload has this id (or it was removed).
+        """
+        record = await self.direct_uploads.complete(_image_id(image_id))
+        return await self._respond(record)
 
     # Reads
 

@@ -89,6 +89,12 @@ class StorageSettings:
         3600,
         "An upload unfinished after this long is abandoned; `reconcile` removes it.",
     )
+    direct_upload_expiry_seconds: int = _setting(
+        "DEMETER_DIRECT_UPLOAD_EXPIRY_SECONDS",
+        900,
+        "Lifetime of a direct upload's form (1 s to 7 days); `reconcile` removes uploads "
+        "not completed 5 minutes after it.",
+    )
     signing_secret: Secret | None = _setting(
         "DEMETER_SIGNING_SECRET",
         None,
@@ -273,6 +279,10 @@ class StorageSettings:
                 "DEMETER_RETRY_BACKOFF_SECONDS must not be negative",
             ),
             (len(secret) >= 16, "DEMETER_SIGNING_SECRET must be at least 16 characters"),
+            (
+                1 <= self.direct_upload_expiry_seconds <= 604800,
+                "DEMETER_DIRECT_UPLOAD_EXPIRY_SECONDS must be from 1 to 604800 (7 days)",
+            ),
             (
                 window is None or 1 <= window <= 302400,
                 "S3_PRESIGN_STABLE_SECONDS must be from 1 to 302400 (3.5 days)",

@@ -10,7 +10,10 @@ unchanged against disk and S3::
 
 Requests are ``/{bucket}/{key}?X-Demeter-...``. A GET or HEAD needs a GET
 signature, a PUT a PUT signature, each for that very key and still valid;
-anything else is answered 403 before the store is touched. GETs support one
+anything else is answered 403 before the store is touched. A POST to
+``/{bucket}`` is an upload form from :meth:`ImageStore.presign_post`: its
+signed policy fixes the key, the content type and the size range, and an
+upload outside them is refused (403 or 400) and leaves nothing stored. GETs support one
 byte range, ``ETag`` and ``If-None-Match``, and send the stored content type
 with a ``Content-Disposition`` whose filename cannot break the header.
 """
@@ -32,6 +35,7 @@ from demeter_storage.domain.errors import (
 )
 from demeter_storage.domain.objects import DEFAULT_CONTENT_TYPE, ObjectInfo
 from demeter_storage.ports import ImageStore
+from demeter_storage.web_forms import read_upload_form
 
 if TYPE_CHECKING:
     from demeter_storage.service import ImageService
@@ -98,8 +102,10 @@ class SignedUrlApp:
         if method == "OPTIONS":
             await _respond(send, 204, "", extra=_CORS_PREFLIGHT)
             return
-        if method not in ("GET", "HEAD", "PUT"):
-            await _respond(send, 405, "method not allowed\n", extra=[(b"allow", b"GET, HEAD, PUT")])
+        if method not in ("GET", "HEAD", "PUT", "POST"):
+            await _respond(
+                send, 405, "method not allowed\n", extra=[(b"allow", b"GET, HEAD, PUT, POST")]
+            )
             return
         bucket, quoted_key = _split_path(scope)
         store = self.stores.get(bucket)
@@ -107,6 +113,9 @@ class SignedUrlApp:
             await _respond(send, 404, "no such bucket\n")
             return
         signer = await store.url_signer()  # type: ignore[attr-defined]
+        if method == "POST":
+            await self._post(store, signer, scope, receive, send)
+            return
         query = scope.get("query_string", b"").decode("latin-1")
         try:
             key = signer.verify_path(quoted_key, query, "PUT" if method == "PUT" else "GET")
@@ -135,11 +144,51 @@ class SignedUrlApp:
             return
         await _respond(send, 200, "", extra=[(b"etag", _etag(info).encode())])
 
+    async def _post(
+        self, store: ImageStore, signer: UrlSigner, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """An upload form (see :meth:`ImageStore.presign_post`), checked as S3 checks it."""
+        try:
+            form = await read_upload_form(_body(receive), _headers(scope).get("content-type", ""))
+            policy = signer.verify_post(form.fields)
+        except InvalidSignature as exc:
+            await _respond(send, 403, f"{exc}\n", extra=_CORS)
+            return
+        except ValidationError as exc:
+            await _respond(send, 400, f"{exc}\n", extra=_CORS)
+            return
+        try:
+            info = await store.put(
+                policy.key,
+                _within(form.file, policy.min_size, policy.max_size),
+                content_type=policy.content_type,
+            )
+        except ValidationError as exc:
+            await _respond(send, 400, f"{exc}\n", extra=_CORS)
+            return
+        await _respond(send, 204, "", extra=[(b"etag", _etag(info).encode()), *_CORS])
+
+
+async def _within(chunks: AsyncIterator[bytes], low: int, high: int) -> AsyncIterator[bytes]:
+    """``chunks``, failing the upload (so nothing is stored) outside ``low``-``high`` bytes."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > high:
+            raise ValidationError(
+                f"EntityTooLarge: the upload is larger than the {high} bytes its form allows"
+            )
+        yield chunk
+    if size < low:
+        raise ValidationError(
+            f"EntityTooSmall: the upload has {size} bytes; its form needs at least {low}"
+        )
+
 
 _CORS: Final = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"etag")]
 _CORS_PREFLIGHT: Final = [
     *_CORS,
-    (b"access-control-allow-methods", b"GET, HEAD, PUT"),
+    (b"access-control-allow-methods", b"GET, HEAD, PUT, POST"),
     (b"access-control-allow-headers", b"content-type, range, if-none-match"),
     (b"access-control-max-age", b"600"),
 ]

@@ -29,7 +29,13 @@ from demeter_storage.domain.errors import (
     ValidationError,
 )
 from demeter_storage.domain.lifecycle import LifecyclePolicy, warn_unenforceable
-from demeter_storage.domain.objects import HttpMethod, ObjectInfo, PresignedUrl, utc_now
+from demeter_storage.domain.objects import (
+    HttpMethod,
+    ObjectInfo,
+    PresignedPost,
+    PresignedUrl,
+    utc_now,
+)
 from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore
 from demeter_storage.streams import Payload
@@ -230,6 +236,12 @@ class LocalImageStore(ImageStore):
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         signer = await self._url_signer()
         return signer.sign(key, expires_in, method)
+
+    async def _presign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        signer = await self._url_signer()
+        return signer.sign_post(key, content_type, max_size, expires_in)
 
     # Beyond the port
 

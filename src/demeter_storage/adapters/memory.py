@@ -21,6 +21,7 @@ from demeter_storage.domain.errors import ObjectNotFound
 from demeter_storage.domain.objects import (
     HttpMethod,
     ObjectInfo,
+    PresignedPost,
     PresignedUrl,
     etag_of,
     utc_now,
@@ -132,3 +133,8 @@ class InMemoryImageStore(ImageStore):
 
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         return self._signer.sign(key, expires_in, method)
+
+    async def _presign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        return self._signer.sign_post(key, content_type, max_size, expires_in)

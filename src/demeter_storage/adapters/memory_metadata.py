@@ -78,7 +78,11 @@ class InMemoryMetadataRepository(MetadataRepository):
     ) -> ImageRecord | None:
         """Move an uploading record to ready."""
         record = self._records.get(image_id)
-        if record is None or record.state is not ImageState.UPLOADING:
+        if (
+            record is None
+            or record.state is not ImageState.UPLOADING
+            or image_id in self._claims  # a reconciler is removing it
+        ):
             return None
         ready = attrs.evolve(
             record,
@@ -142,6 +146,7 @@ class InMemoryMetadataRepository(MetadataRepository):
         claimant: str,
         limit: int,
         claim_timeout: timedelta,
+        uploads_expired_before: datetime | None = None,
     ) -> builtins.list[ImageRecord]:
         """Claim stale records atomically."""
         claimed: builtins.list[ImageRecord] = []
@@ -151,7 +156,7 @@ class InMemoryMetadataRepository(MetadataRepository):
             existing = self._claims.get(record.image_id)
             if (
                 record.state is state
-                and record.updated_at < updated_before
+                and _is_stale(record, updated_before, uploads_expired_before)
                 and (existing is None or existing.at < now - claim_timeout)
             ):
                 self._claims[record.image_id] = _Claim(claimant, now)
@@ -199,3 +204,16 @@ class InMemoryMetadataRepository(MetadataRepository):
         """Every record."""
         for record in list(self._records.values()):
             yield self._with_children(record)
+
+
+def _is_stale(
+    record: ImageRecord, updated_before: datetime, uploads_expired_before: datetime | None
+) -> bool:
+    expires = record.upload_expires_at
+    if (
+        uploads_expired_before is not None
+        and expires is not None
+        and record.state is ImageState.UPLOADING
+    ):
+        return expires < uploads_expired_before
+    return record.updated_at < updated_before

@@ -48,6 +48,7 @@ from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
     HttpMethod,
     ObjectInfo,
+    PresignedPost,
     PresignedUrl,
     utc_now,
 )
@@ -344,6 +345,12 @@ class ObstoreImageStore(ImageStore):
         if found is None:
             return self._clock()
         return datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+    async def _presign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        # obstore has no presigned POST: botocore signs the form (local computation).
+        return await self.companion.store._presign_post(key, content_type, max_size, expires_in)
 
     # Lifecycle: written into the bucket's configuration, as by the boto3 adapter.
 

@@ -30,7 +30,7 @@ from tenacity import (
 from demeter_storage.adapters.breaker import BreakerEvent, BreakerStatus, CircuitBreaker
 from demeter_storage.domain.errors import StorageUnavailable
 from demeter_storage.domain.lifecycle import LifecyclePolicy
-from demeter_storage.domain.objects import HttpMethod, ObjectInfo, PresignedUrl
+from demeter_storage.domain.objects import HttpMethod, ObjectInfo, PresignedPost, PresignedUrl
 from demeter_storage.ports import ImageStore
 from demeter_storage.streams import Payload
 
@@ -196,6 +196,11 @@ class ResilientImageStore(ImageStore):
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         # Signing is local computation: no request, so nothing for the breaker to judge.
         return await self.inner._presign(key, expires_in, method)
+
+    async def _presign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        return await self.inner._presign_post(key, content_type, max_size, expires_in)
 
     async def _apply_lifecycle(self, policy: LifecyclePolicy) -> None:
         await self._guarded(lambda: self.inner._apply_lifecycle(policy))

@@ -34,6 +34,7 @@ from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
     HttpMethod,
     ObjectInfo,
+    PresignedPost,
     PresignedUrl,
     utc_now,
 )
@@ -394,6 +395,27 @@ class S3ImageStore(ImageStore):
             raise translate(exc, operation="presign", bucket=self.name, key=key) from exc
         return PresignedUrl(
             url=url, method=method, expires_at=signed_at + timedelta(seconds=lifetime)
+        )
+
+    async def _presign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        now = self._clock()
+        try:
+            form = self.client.generate_presigned_post(
+                Bucket=self.name,
+                Key=key,
+                Fields={"Content-Type": content_type},
+                Conditions=[
+                    {"Content-Type": content_type},
+                    ["content-length-range", 1, max_size],
+                ],
+                ExpiresIn=expires_in,
+            )
+        except Exception as exc:
+            raise translate(exc, operation="presign_post", bucket=self.name, key=key) from exc
+        return PresignedPost(
+            url=form["url"], fields=form["fields"], expires_at=now + timedelta(seconds=expires_in)
         )
 
     def _presign_with_botocore(self, method: str, key: str, expires_in: int = 3600) -> str:

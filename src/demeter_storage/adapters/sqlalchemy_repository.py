@@ -220,6 +220,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                         .where(
                             images.c.image_id == image_id,
                             images.c.state == ImageState.UPLOADING.value,
+                            images.c.claimed_by.is_(None),  # a reconciler is removing it
                         )
                         .values(
                             state=ImageState.READY.value,
@@ -297,12 +298,20 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         claimant: str,
         limit: int,
         claim_timeout: timedelta,
+        uploads_expired_before: datetime | None = None,
     ) -> builtins.list[ImageRecord]:
         """Claim stale records atomically."""
         claimable = sa.or_(images.c.claimed_by.is_(None), images.c.claimed_at < now - claim_timeout)
+        stale: sa.ColumnElement[bool] = images.c.updated_at < updated_before
+        if uploads_expired_before is not None and state is ImageState.UPLOADING:
+            direct = images.c.upload_expires_at.is_not(None)
+            stale = sa.or_(
+                sa.and_(direct, images.c.upload_expires_at < uploads_expired_before),
+                sa.and_(sa.not_(direct), stale),
+            )
         candidates = (
             sa.select(images.c.image_id)
-            .where(images.c.state == state.value, images.c.updated_at < updated_before, claimable)
+            .where(images.c.state == state.value, stale, claimable)
             .order_by(images.c.updated_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -9,24 +9,34 @@ another key, store, method or lifetime; it is checked in constant time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import attrs
 
 from demeter_storage.domain.errors import ConfigurationError, InvalidSignature, ValidationError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.objects import (
     MAX_PRESIGN_SECONDS,
     HttpMethod,
+    PresignedPost,
     PresignedUrl,
+    validate_content_type,
     validate_method,
 )
 
 DATE_PARAM = "X-Demeter-Date"
 EXPIRES_PARAM = "X-Demeter-Expires"
 SIGNATURE_PARAM = "X-Demeter-Signature"
+POLICY_FIELD = "policy"
+POST_SIGNATURE_FIELD = "x-demeter-signature"
 MIN_SECRET_BYTES = 16
 ALLOWED_CLOCK_SKEW = timedelta(seconds=60)
 """How far in the future a signing time may lie (clocks of two processes differ)."""
@@ -98,6 +108,56 @@ class UrlSigner:
         expires_at = datetime.fromtimestamp(date + expires_in, UTC)
         return PresignedUrl(url=url, method=method, expires_at=expires_at)
 
+    def _post_signature(self, policy: str) -> str:
+        message = f"demeter-post-v1\n{self.scope}\n{policy}"
+        return hmac.new(self._secret, message.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def sign_post(
+        self, key: str, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        """An upload form for ``key``, shaped like S3's presigned POST.
+
+        The fields carry a base64 JSON policy (key, content type, 1 to
+        ``max_size`` bytes, expiry) and its HMAC; :meth:`verify_post` checks them.
+        """
+        now = self._clock().replace(microsecond=0)
+        expires_at = now + timedelta(seconds=expires_in)
+        document = _policy_document(self.scope, key, content_type, max_size, expires_at)
+        policy = base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+        fields = {
+            "key": key,
+            "Content-Type": content_type,
+            POLICY_FIELD: policy,
+            POST_SIGNATURE_FIELD: self._post_signature(policy),
+        }
+        return PresignedPost(url=self.base_url, fields=fields, expires_at=expires_at)
+
+    def verify_post(self, fields: Mapping[str, str]) -> PostPolicy:
+        """Check an upload form's fields; return what its policy allows.
+
+        Raises:
+            InvalidSignature: a missing, tampered or expired policy, or a key or
+                content type other than the policy's.
+        """
+        policy = fields.get(POLICY_FIELD, "")
+        signature = fields.get(POST_SIGNATURE_FIELD, "")
+        if not hmac.compare_digest(self._post_signature(policy), signature):
+            raise InvalidSignature(
+                "the form's policy signature does not match (missing, tampered with, or "
+                "signed for another store); request a new upload form"
+            )
+        try:
+            allowed = _read_policy(json.loads(base64.b64decode(policy, validate=True)))
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise InvalidSignature(f"malformed upload policy ({exc})") from exc
+        if self._clock() > allowed.expires_at:
+            raise InvalidSignature("the upload form has expired; request a new one")
+        if fields.get("key") != allowed.key:
+            raise InvalidSignature("the form's key is not the one its policy allows")
+        if fields.get("Content-Type") != allowed.content_type:
+            raise InvalidSignature("the form's Content-Type is not the one its policy allows")
+        return allowed
+
     def verify(self, url: str, method: str = "GET") -> str:
         """Return the key ``url`` grants ``method`` on, if its signature holds now.
 
@@ -146,6 +206,51 @@ class UrlSigner:
         if now > date + expires_in:
             raise InvalidSignature("the URL has expired; request a new one")
         return key
+
+
+@attrs.frozen
+class PostPolicy:
+    """What a verified upload form allows: one key, one content type, a size range."""
+
+    key: str
+    content_type: str
+    min_size: int
+    max_size: int
+    expires_at: datetime
+
+
+def _policy_document(
+    scope: str, key: str, content_type: str, max_size: int, expires_at: datetime
+) -> dict[str, Any]:
+    return {
+        "expiration": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "conditions": [
+            {"bucket": scope},
+            {"key": key},
+            {"Content-Type": content_type},
+            ["content-length-range", 1, max_size],
+        ],
+    }
+
+
+def _read_policy(document: object) -> PostPolicy:
+    """The policy of a decoded document of :func:`_policy_document`'s shape."""
+    if not isinstance(document, dict):
+        raise ValueError("the policy is not a JSON object")
+    expiration = datetime.strptime(str(document["expiration"]), "%Y-%m-%dT%H:%M:%SZ")
+    conditions = document["conditions"]
+    if not isinstance(conditions, list) or len(conditions) != 4:
+        raise ValueError("the policy's conditions are not the four this store writes")
+    _bucket, key, content_type, (name, low, high) = conditions
+    if name != "content-length-range" or not all(isinstance(n, int) for n in (low, high)):
+        raise ValueError("the policy has no content-length-range")
+    return PostPolicy(
+        key=validate_key(key["key"]),
+        content_type=validate_content_type(content_type["Content-Type"]),
+        min_size=low,
+        max_size=high,
+        expires_at=expiration.replace(tzinfo=UTC),
+    )
 
 
 def _single(params: dict[str, list[str]], name: str) -> str:

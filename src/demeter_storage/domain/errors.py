@@ -88,3 +88,18 @@ class ImageAlreadyExists(ValidationError):
             f"{key!r} in {bucket!r} is taken{holder}; delete that image first or upload "
             "under another filename"
         )
+
+
+class UploadAlreadyCompleted(ValidationError):
+    """``complete_direct_upload`` was called for an image that is ready already.
+
+    Attributes:
+        image_id: the image (fetch it with ``get_image``).
+    """
+
+    def __init__(self, image_id: object) -> None:
+        self.image_id = image_id
+        super().__init__(
+            f"the direct upload of image {image_id} was completed already; "
+            "fetch it with get_image()"
+        )

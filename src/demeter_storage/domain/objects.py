@@ -87,6 +87,34 @@ class PresignedUrl:
     expires_at: datetime
 
 
+def _read_only(fields: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(fields))
+
+
+def _count_fields(fields: Mapping[str, str]) -> str:
+    # The fields hold a signature and maybe a session token: never shown.
+    return f"<{len(fields)} fields>"
+
+
+@attrs.frozen
+class PresignedPost:
+    """An HTML form upload (S3's presigned POST) of one object, allowed until ``expires_at``.
+
+    A client sends ``multipart/form-data`` to ``url`` with every field of
+    ``fields`` and then the file, as the last part, named ``file``. The policy
+    inside the fields pins the key, the content type and the size range.
+
+    Attributes:
+        url: where the form goes.
+        fields: the form fields to send, in this order, before the file.
+        expires_at: when the server stops accepting the form (timezone-aware UTC).
+    """
+
+    url: str
+    fields: Mapping[str, str] = attrs.field(converter=_read_only, repr=_count_fields)
+    expires_at: datetime
+
+
 def validate_content_type(value: object) -> str:
     """Return ``value`` stripped if it is a syntactically valid MIME type.
 

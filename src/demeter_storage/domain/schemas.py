@@ -121,6 +121,38 @@ class ImageResponse:
         return result
 
 
+@attrs.frozen(hash=False)
+class DirectUpload:
+    """An upload a client sends straight to the store, as an HTML form (a presigned POST).
+
+    Send ``multipart/form-data`` to :attr:`url` with every field of
+    :attr:`fields`, in order, then the file as the last part named ``file``;
+    then call ``complete_direct_upload(image_id)``.
+
+    Attributes:
+        image_id: the image's id (for ``complete_direct_upload``).
+        bucket: the bucket it goes to.
+        key: its object key, ``{session_id}/{filename}``.
+        url: where the form goes.
+        fields: the form fields (the policy pins key, content type and size).
+        expires_at: when the store stops accepting the form.
+        max_size: the largest body accepted (the declared size).
+    """
+
+    image_id: uuid.UUID
+    bucket: str
+    key: str
+    url: str
+    fields: Mapping[str, str] = attrs.field(converter=_frozen_mapping, repr=False)
+    expires_at: datetime
+    max_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what an API returns to the client)."""
+        result: dict[str, Any] = converter.unstructure(self)
+        return result
+
+
 @attrs.frozen
 class ImagePage:
     """One page of a session's images.

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import pytest
 
 from demeter_storage.domain.errors import ObjectNotFound, ValidationError
-from demeter_storage.domain.objects import MAX_PRESIGN_SECONDS
 from demeter_storage.ports import ImageStore
+from demeter_storage.testing.contract_urls import PresignContract
 
 MiB = 1024 * 1024
 
@@ -107,7 +107,7 @@ class _FailingSource:
 
 
 @pytest.mark.asyncio
-class ImageStoreContract:
+class ImageStoreContract(PresignContract):
     """Tests every ImageStore must pass. Subclasses provide a ``store`` fixture."""
 
     keeps_objects_in_memory: ClassVar[bool] = False
@@ -374,26 +374,3 @@ class ImageStoreContract:
         with pytest.raises(ValidationError):
             await store.put("s1/v.jpg", b"x", content_type=content_type, metadata=metadata)
         assert not await store.exists("s1/v.jpg")
-
-    async def test_presign_grants_a_method_until_expiry(self, store: ImageStore) -> None:
-        await store.put("s1/p.jpg", b"p", content_type="image/jpeg")
-        url = await store.presign("s1/p.jpg", expires_in=3600)
-        assert url.method == "GET"
-        assert url.url.split("?", 1)[0].endswith("s1/p.jpg")
-        assert url.expires_at.tzinfo is not None
-        put_url = await store.presign("s1/new.jpg", expires_in=60, method="PUT")
-        assert put_url.method == "PUT"
-        assert put_url.url != url.url
-        longest = await store.presign("s1/p.jpg", expires_in=MAX_PRESIGN_SECONDS)
-        assert longest.expires_at > url.expires_at
-
-    @pytest.mark.parametrize("expires_in", [0, -5, MAX_PRESIGN_SECONDS + 1])
-    async def test_presign_refuses_lifetimes_outside_one_second_to_seven_days(
-        self, store: ImageStore, expires_in: int
-    ) -> None:
-        with pytest.raises(ValidationError, match="7 days"):
-            await store.presign("s1/p.jpg", expires_in=expires_in)
-
-    async def test_presign_refuses_unknown_methods(self, store: ImageStore) -> None:
-        with pytest.raises(ValidationError, match="method"):
-            await store.presign("s1/p.jpg", expires_in=60, method="DELETE")  # type: ignore[arg-type]

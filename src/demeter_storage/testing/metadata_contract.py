@@ -244,6 +244,57 @@ class MetadataRepositoryContract:
         assert await claim(T0 + timedelta(minutes=5)) == []
         assert len(await claim(T0 + timedelta(minutes=12))) == 1
 
+    async def test_direct_uploads_are_stale_once_their_upload_expired(
+        self, repository: MetadataRepository
+    ) -> None:
+        # Old records whose upload window is still open stay; recent ones whose
+        # window closed go; ordinary uploads keep the updated_at rule.
+        long_window = make_record("s1/long.jpg", upload_expires_at=T0 + timedelta(hours=5))
+        closed = make_record(
+            "s1/closed.jpg",
+            updated_at=T0 + timedelta(hours=2),
+            upload_expires_at=T0 + timedelta(hours=2, minutes=15),
+        )
+        ordinary = make_record("s1/ordinary.jpg")
+        for record in (long_window, closed, ordinary):
+            await repository.add(record)
+        claimed = await repository.claim(
+            state=ImageState.UPLOADING,
+            updated_before=T0 + timedelta(hours=1),
+            now=T0 + timedelta(hours=3),
+            claimant="w",
+            limit=10,
+            claim_timeout=timedelta(minutes=10),
+            uploads_expired_before=T0 + timedelta(hours=3),
+        )
+        assert {r.image_id for r in claimed} == {closed.image_id, ordinary.image_id}
+
+    async def test_a_claimed_upload_cannot_become_ready(
+        self, repository: MetadataRepository
+    ) -> None:
+        record = make_record()
+        await repository.add(record)
+        claimed = await repository.claim(
+            state=ImageState.UPLOADING,
+            updated_before=T0 + timedelta(hours=2),
+            now=T0 + timedelta(hours=2),
+            claimant="reconciler",
+            limit=1,
+            claim_timeout=timedelta(minutes=10),
+        )
+        assert [r.image_id for r in claimed] == [record.image_id]
+        done = await repository.mark_ready(
+            record.image_id, size=1, sha256="b" * 64, thumbnail_key=None, now=T0
+        )
+        assert done is None
+        stored = await repository.get(record.image_id)
+        assert stored is not None
+        assert stored.state is ImageState.UPLOADING
+        await repository.release([record.image_id])
+        assert await repository.mark_ready(
+            record.image_id, size=1, sha256="b" * 64, thumbnail_key=None, now=T0
+        )
+
     async def test_records_yields_every_state(self, repository: MetadataRepository) -> None:
         uploading = make_record("s1/u.jpg")
         await repository.add(uploading)
