@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
+from demeter_storage.adapters.log_redaction import watch_client
 from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import error_code, translate
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
@@ -98,6 +99,7 @@ class S3ImageStore(ImageStore):
         self._clock = clock
         self._owns_client = client is None
         self.client: S3Client = client if client is not None else build_s3_client(self.config)
+        watch_client(self.client)  # botocore logs session tokens at DEBUG
         pool = getattr(self.client.meta.config, "max_pool_connections", None)
         if pool is not None and pool < self.config.max_concurrency:
             logger.warning(
