@@ -202,3 +202,27 @@ def test_the_obstore_engine_without_obstore_says_how_to_install_it(
     settings = StorageSettings(backend="s3", s3_engine="obstore", aws_region="us-east-1")
     with pytest.raises(ConfigurationError, match=r"demeter-storage\[fast\]"):
         build_stores(settings)
+
+
+def test_boto3s_endpoint_variables_are_followed_visibly() -> None:
+    both = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2"}
+    assert StorageSettings.from_env(both).s3_endpoint_url == "http://127.0.0.1:2"
+    generic = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
+    assert StorageSettings.from_env(generic).s3_endpoint_url == "http://127.0.0.1:1"
+    ours = {**both, "S3_ENDPOINT_URL": "http://127.0.0.1:3"}
+    assert StorageSettings.from_env(ours).s3_endpoint_url == "http://127.0.0.1:3"
+    assert StorageSettings.from_env({}).s3_endpoint_url is None
+
+
+def test_a_storage_root_given_as_a_string_becomes_a_path() -> None:
+    assert StorageSettings(storage_root="photos").storage_root == Path("photos")  # type: ignore[arg-type]
+
+
+def test_a_redis_url_without_the_redis_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from demeter_storage.adapters.breaker import CircuitBreaker  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ConfigurationError, match=r"demeter-storage\[redis\]"):
+        CircuitBreaker("no-redis", redis_url="redis://127.0.0.1:6379/0")

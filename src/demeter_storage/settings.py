@@ -1,7 +1,7 @@
 r"""Settings from environment variables, with the seed card's names.
 
 Every setting has a default and one variable; :func:`settings_table` lists
-them (the configuration page of the docs is generated from it). Bad values
+them (a test checks that the configuration page of the docs lists each). Bad values
 give one :class:`~demeter_storage.domain.errors.ConfigurationError` listing
 every problem; secrets are :class:`~demeter_storage.domain.secrets.Secret`\\ s.
 """
@@ -47,11 +47,14 @@ class StorageSettings:
     backend: Backend = _setting(
         "DEMETER_STORAGE_BACKEND", "local", "Where objects go: `local`, `s3` or `memory`."
     )
-    storage_root: Path = _setting(
-        "DEMETER_STORAGE_ROOT",
-        Path("demeter-data"),
-        "Root directory of the local store (one subdirectory per bucket) and of the "
-        "default SQLite database.",
+    storage_root: Path = attrs.field(
+        default=Path("demeter-data"),
+        converter=Path,
+        metadata={
+            "env": "DEMETER_STORAGE_ROOT",
+            "help": "Root directory of the local store (one subdirectory per bucket) and of "
+            "the default SQLite database.",
+        },
     )
     database_url: str | None = _setting(
         "DEMETER_DATABASE_URL",
@@ -129,7 +132,10 @@ class StorageSettings:
         "`boto3`, or `obstore` for the faster Rust engine (needs the `fast` extra).",
     )
     s3_endpoint_url: str | None = _setting(
-        "S3_ENDPOINT_URL", None, "Endpoint of an S3-compatible server (SeaweedFS, MinIO, R2...)."
+        "S3_ENDPOINT_URL",
+        None,
+        "Endpoint of an S3-compatible server (SeaweedFS, MinIO, R2...); when unset, boto3's "
+        "`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, if set.",
     )
     s3_addressing_style: AddressingStyle = _setting(
         "S3_ADDRESSING_STYLE", "auto", "`path` for most S3-compatible servers, else `auto`."
@@ -222,6 +228,13 @@ class StorageSettings:
                 values[field.name] = _parse(raw, field.type)
             except (ValueError, TypeError, cattrs.BaseValidationError) as exc:
                 problems.append(f"{field.metadata['env']}={_shown(field, raw)}: {exc}")
+        if "s3_endpoint_url" not in values:
+            # boto3 would follow these silently; the package must know its endpoint
+            # (listing order, the circuit's name, bucket creation).
+            fallback = env.get("AWS_ENDPOINT_URL_S3", "").strip()
+            fallback = fallback or env.get("AWS_ENDPOINT_URL", "").strip()
+            if fallback:
+                values["s3_endpoint_url"] = fallback
         if problems:
             raise _invalid(problems)
         settings = cls(**values)

@@ -172,6 +172,7 @@ def fake_store(fake_s3: FakeS3Server) -> ObstoreImageStore:
         (("drop",), StorageUnavailable, "cannot reach S3"),
         (("stall",), StorageUnavailable, "Timeout"),
         (("error", 403, "AccessDenied"), ConfigurationError, "AccessDenied"),
+        (("error", 501, "NotImplemented"), ConfigurationError, "not implemented"),
         (("error", 403, "SignatureDoesNotMatch"), ConfigurationError, "SignatureDoesNotMatch"),
         (("error", 404, "NoSuchBucket"), ConfigurationError, "bucket does not exist"),
         (("error", 404, "NoSuchKey"), ObjectNotFound, "NoSuchKey"),

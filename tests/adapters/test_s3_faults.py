@@ -87,6 +87,7 @@ async def test_a_fault_that_heals_within_the_retries_is_invisible(
         (403, "SignatureDoesNotMatch", ConfigurationError),
         (404, "NoSuchKey", ObjectNotFound),
         (404, "NoSuchBucket", ConfigurationError),
+        (501, "NotImplemented", ConfigurationError),  # a missing feature: no retry helps
     ],
 )
 async def test_client_errors_are_never_retried_nor_counted(

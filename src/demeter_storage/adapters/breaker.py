@@ -32,7 +32,7 @@ import attrs
 from purgatory import AsyncCircuitBreakerFactory, AsyncRedisUnitOfWork, ContextChanged
 from purgatory.domain.model import CLOSED, HALF_OPENED, OPENED, Context, HalfOpenedState
 
-from demeter_storage.domain.errors import StorageError, StorageUnavailable
+from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -158,14 +158,19 @@ class CircuitBreaker:
         self._redis_errors = _redis_errors()
         if redis_url:
             url = _with_timeouts(redis_url)
+            try:
+                from redis import asyncio as aioredis  # noqa: PLC0415 - the optional redis extra
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "a Redis URL is set (DEMETER_REDIS_URL) but the redis package is missing: "
+                    "pip install 'demeter-storage[redis]', or unset the URL"
+                ) from exc
             self._shared = AsyncCircuitBreakerFactory(
                 default_threshold=threshold,
                 default_ttl=reset_timeout,
                 uow=AsyncRedisUnitOfWork(url),
             )
             self._shared.add_listener(self._listen)
-            from redis import asyncio as aioredis  # noqa: PLC0415 - the optional redis extra
-
             self._redis = aioredis.from_url(url)
         self._redis_retry_interval = redis_retry_interval
         self._redis_down_until = 0.0

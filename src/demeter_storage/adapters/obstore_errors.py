@@ -20,7 +20,13 @@ from typing import Final
 
 from obstore import exceptions as obstore_exceptions
 
-from demeter_storage.adapters.s3_errors import AUTH_CODES, INTEGRITY_CODES, TRANSIENT_CODES
+from demeter_storage.adapters.s3_errors import (
+    AUTH_CODES,
+    INTEGRITY_CODES,
+    NOT_IMPLEMENTED,
+    TRANSIENT_CODES,
+    not_implemented,
+)
 from demeter_storage.domain.errors import (
     ConfigurationError,
     IntegrityError,
@@ -123,6 +129,8 @@ def _from_obstore(exc: BaseException, what: str, bucket: str, key: str | None) -
         return ObjectNotFound(key, bucket, detail=code or str(status or 404))
     if _DELETE_FAILED in message:
         return StorageError(f"{what} left object(s) behind: {_headline(exc)}; retry the delete")
+    if status == NOT_IMPLEMENTED or code == "NotImplemented":
+        return not_implemented(what, detail)
     if isinstance(exc, _PRECONDITION):
         # As in the boto3 adapter: a failed precondition is no transient fault.
         return StorageError(f"{what} failed ({detail or 'PreconditionFailed'})")

@@ -140,6 +140,17 @@ def translate(
     return exc
 
 
+NOT_IMPLEMENTED: Final = 501
+
+
+def not_implemented(what: str, detail: str) -> ConfigurationError:
+    """A server lacks a feature: no retry will help, and the breaker must not count it."""
+    return ConfigurationError(
+        f"{what} is not implemented by this S3-compatible server ({detail}); use a server "
+        "that supports it, or leave the feature off"
+    )
+
+
 def _from_client_error(exc: ClientError, what: str, bucket: str, key: str | None) -> StorageError:
     code = error_code(exc)
     message = exc.response.get("Error", {}).get("Message", "")
@@ -151,7 +162,10 @@ def _from_client_error(exc: ClientError, what: str, bucket: str, key: str | None
             f"{what} failed: the bucket does not exist ({detail}); create it with "
             "ensure_bucket() or check S3_BUCKET_ORIGINAL / S3_BUCKET_VISUALIZATION"
         )
-    if code in TRANSIENT_CODES or http_status(exc) >= 500:
+    status = http_status(exc)
+    if status == NOT_IMPLEMENTED or code == "NotImplemented":
+        return not_implemented(what, detail)
+    if code in TRANSIENT_CODES or status >= 500:
         return StorageUnavailable(
             f"{what} failed: the server is unavailable ({detail}); retry later"
         )
