@@ -14,6 +14,7 @@ from demeter_storage.settings import StorageSettings
 
 OK: Final = "ok     "
 PROBLEM: Final = "PROBLEM"
+NOTE: Final = "note   "
 
 
 class Report:
@@ -25,6 +26,10 @@ class Report:
     def ok(self, what: str) -> None:
         """A check that passed."""
         print(f"{OK} {what}")
+
+    def note(self, what: str, fix: str) -> None:
+        """Worth doing, but nothing is wrong yet (not counted as a problem)."""
+        print(f"{NOTE} {what}\n        fix: {fix}")
 
     def problem(self, what: str, fix: str) -> None:
         """A check that failed, with what to do about it."""
@@ -53,8 +58,11 @@ async def run_checks() -> int:
     try:
         await _check_database(service, report)
         for store in (service.originals, service.visualizations):
-            if await _check_bucket(store, report):
-                await _check_lifecycle(service, store, report)
+            # The memory backend's policy lives and dies with the process: nothing to check.
+            if await _check_bucket(store, report) and settings.backend != "memory":
+                await _check_lifecycle(
+                    service, store, report, enforced_by_server=settings.backend == "s3"
+                )
         await _check_breaker(service, report)
     finally:
         await service.aclose()
@@ -130,17 +138,25 @@ async def _check_bucket(store: ImageStore, report: Report) -> bool:
     return True
 
 
-async def _check_lifecycle(service: ImageService, store: ImageStore, report: Report) -> None:
+async def _check_lifecycle(
+    service: ImageService, store: ImageStore, report: Report, *, enforced_by_server: bool
+) -> None:
     wanted = service.lifecycle_policy().for_bucket(store.name)
     try:
         applied = await store.get_lifecycle()
     except StorageError as exc:
         report.problem(f"lifecycle of {store.name}: {exc}", "check the lifecycle permissions")
         return
-    if applied != wanted:
+    if applied != wanted and enforced_by_server:
+        # The bucket enforces other rules than configured: that costs money or data.
         report.problem(
             f"lifecycle of {store.name} differs from the configured policy",
             "run `demeter-storage lifecycle apply`",
+        )
+    elif applied != wanted:
+        report.note(
+            f"lifecycle of {store.name} is not the configured policy yet",
+            "run `demeter-storage lifecycle apply`, then `lifecycle sweep` now and then",
         )
     else:
         report.ok(f"lifecycle of {store.name} is the configured policy")
