@@ -234,21 +234,8 @@ class SeaweedFSServer:
                         os.unlink(path)
 
 
-def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
-    """Start a SeaweedFS server with authentication on, keeping its data in ``data_dir``.
-
-    Raises:
-        SeaweedFSUnavailable: ``weed`` is not installed or the server did not start.
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = SeaweedFSServer(
-        data_dir=data_dir,
-        ports=dict(zip(_ROLES, free_port_pairs(len(_ROLES)), strict=True)),
-        access_key="app" + secrets.token_hex(8),
-        secret_key=Secret(secrets.token_hex(20)),
-        readonly_access_key="ro" + secrets.token_hex(8),
-        readonly_secret_key=Secret(secrets.token_hex(20)),
-    )
+def write_identities(server: SeaweedFSServer) -> None:
+    """Write the gateway's identities file (``data_dir/identities.json``, mode 0600)."""
     identities = {
         "identities": [
             {
@@ -270,9 +257,27 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
             },
         ]
     }
-    path = data_dir / "identities.json"
+    path = server.data_dir / "identities.json"
+    path.touch(mode=0o600)
     path.write_text(json.dumps(identities))
-    path.chmod(0o600)
+
+
+def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
+    """Start a SeaweedFS server with authentication on, keeping its data in ``data_dir``.
+
+    Raises:
+        SeaweedFSUnavailable: ``weed`` is not installed or the server did not start.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = SeaweedFSServer(
+        data_dir=data_dir,
+        ports=dict(zip(_ROLES, free_port_pairs(len(_ROLES)), strict=True)),
+        access_key="app" + secrets.token_hex(8),
+        secret_key=Secret(secrets.token_hex(20)),
+        readonly_access_key="ro" + secrets.token_hex(8),
+        readonly_secret_key=Secret(secrets.token_hex(20)),
+    )
+    write_identities(server)
     server.start(timeout)
     return server
 
