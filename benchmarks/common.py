@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
+import importlib
+import importlib.util
+import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -12,21 +16,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from botocore.config import Config
 
+from demeter_storage.adapters.resilience import ResilientImageStore
+from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.ports import ImageStore
 from demeter_storage.testing.seaweedfs import (
     REGION,
     SeaweedFSServer,
     start_seaweedfs,
-    weed_binary,
 )
 
 if TYPE_CHECKING:
@@ -34,9 +41,152 @@ if TYPE_CHECKING:
 
 KiB: Final = 1024
 MiB: Final = 1024 * 1024
-CONTENDERS: Final = ("raw boto3", "S3ImageStore", "ResilientImageStore")
-BASELINE: Final = CONTENDERS[0]
-"""Every contender's median is also given as a ratio to this one's."""
+BASELINE: Final = "raw boto3"
+"""Every S3 contender's median is also given as a ratio to this one's."""
+S3_STORE: Final = "S3ImageStore"
+RESILIENT: Final = "ResilientImageStore(S3ImageStore)"
+STORES: Final = (S3_STORE, RESILIENT)
+"""The package's own boto3 stores, always measured."""
+OBSTORE_ADAPTER: Final = "ObstoreImageStore"
+RESILIENT_OBSTORE: Final = "ResilientImageStore(ObstoreImageStore)"
+OBSTORE_STORES: Final = (OBSTORE_ADAPTER, RESILIENT_OBSTORE)
+"""The package's obstore stores, measured when ``demeter_storage.adapters.obstore`` works."""
+RAW_OBSTORE: Final = "raw obstore"
+S3FS: Final = "s3fs"
+BENCH_DIR: Final = Path(__file__).resolve().parent
+REPO_ROOT: Final = BENCH_DIR.parent
+CHILD: Final = BENCH_DIR / "transfer_child.py"
+SECRET_ENV: Final = "DEMETER_BENCH_SECRET_KEY"
+"""The secret key goes to child processes in this variable, never on a command line."""
+
+
+# Results: every benchmark returns a Section; the page gathers their targets.
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets, as measured (``met`` is None when not measured)."""
+
+    name: str
+    goal: str
+    measured: str
+    met: bool | None
+    limit: str | None = None
+    """For a missed target: what limits it, from the same run's figures."""
+
+
+@dataclass
+class Section:
+    """A benchmark's markdown section and the targets it measured."""
+
+    name: str
+    markdown: str
+    targets: list[Target] = field(default_factory=list)
+
+
+def option(args: argparse.Namespace, prefix: str, name: str, normal: Any, quick: Any) -> Any:
+    """An option's value: as given, else its ``--quick`` default, else its normal default."""
+    value = getattr(args, prefix.replace("-", "_") + name, None)
+    if value is not None:
+        return value
+    return quick if getattr(args, "quick", False) else normal
+
+
+# Optional contenders
+
+
+def obstore_installed() -> bool:
+    """Whether the obstore package can be imported."""
+    return importlib.util.find_spec("obstore") is not None
+
+
+def obstore_adapter() -> tuple[type[ImageStore] | None, str]:
+    """The package's ``ObstoreImageStore`` if it exists, and a note on it either way."""
+    try:
+        module = importlib.import_module("demeter_storage.adapters.obstore")
+    except Exception as exc:  # absent, or obstore missing, or the module is half-written
+        return None, (
+            f"`{OBSTORE_ADAPTER}` is absent: `import demeter_storage.adapters.obstore` "
+            f"failed ({type(exc).__name__}: {exc})"
+        )
+    adapter = getattr(module, OBSTORE_ADAPTER, None)
+    if not isinstance(adapter, type):
+        return None, f"`demeter_storage.adapters.obstore` has no `{OBSTORE_ADAPTER}` class"
+    return adapter, f"`{OBSTORE_ADAPTER}` is present (`demeter_storage.adapters.obstore`)"
+
+
+def build_obstore_adapter(adapter: type[ImageStore], bucket: str, config: S3Config) -> ImageStore:
+    """An ``ObstoreImageStore``, built like ``S3ImageStore``: ``(bucket, config=...)``."""
+    factory: Any = adapter
+    store: ImageStore = factory(bucket, config=config)
+    return store
+
+
+def build_store(
+    contender: str, bucket: str, config: S3Config, obstore: type[ImageStore] | None = None
+) -> ImageStore:
+    """One of the package's stores by contender name (:data:`STORES`, :data:`OBSTORE_STORES`)."""
+    if contender in OBSTORE_STORES:
+        if obstore is None:
+            raise ValueError(f"{contender} needs the ObstoreImageStore class")
+        inner = build_obstore_adapter(obstore, bucket, config)
+    else:
+        inner = S3ImageStore(bucket, config=config)
+    return ResilientImageStore(inner) if contender.startswith("ResilientImageStore(") else inner
+
+
+def usable_obstore_adapter(server: SeaweedFSServer) -> tuple[type[ImageStore] | None, str]:
+    """:func:`obstore_adapter`, checked by building one for ``server`` (and closing it)."""
+    adapter, note = obstore_adapter()
+    if adapter is None:
+        return None, note
+    try:
+        store = build_obstore_adapter(adapter, "bench-probe", server.s3_config())
+        # On a thread of its own: the caller may be inside a running loop.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, store.aclose()).result()
+    except Exception as exc:
+        return None, (
+            f"`{OBSTORE_ADAPTER}` is present but could not be built as "
+            f"`ObstoreImageStore(bucket, config=S3Config(...))`: {type(exc).__name__}: {exc}"
+        )
+    return adapter, note
+
+
+def raw_obstore(server: SeaweedFSServer, bucket: str) -> Any:
+    """An ``obstore.store.S3Store`` for ``bucket`` on ``server`` (plain HTTP, path style)."""
+    from obstore.store import S3Store  # noqa: PLC0415 - optional
+
+    return S3Store(
+        bucket,
+        endpoint=server.endpoint_url,
+        access_key_id=server.access_key,
+        secret_access_key=server.secret_key.reveal(),
+        region=REGION,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True, "timeout": "900s"},
+    )
+
+
+def run_child(
+    spec: Mapping[str, Any], secret: str, *, python: str | None = None, timeout: float = 1800
+) -> dict[str, Any]:
+    """Run :data:`CHILD` with ``spec`` in a fresh process; return the JSON it printed."""
+    completed = subprocess.run(
+        [python or sys.executable, str(CHILD), json.dumps(dict(spec))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, SECRET_ENV: secret},
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{spec.get('contender')} {spec.get('direction')} failed "
+            f"({completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
 
 
 # The server
@@ -125,6 +275,15 @@ class Summary:
         return cls(statistics.median(values), min(values), max(values), len(values))
 
 
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
 def number(value: float, digits: int = 0) -> str:
     """``1,234`` or ``1,234.5``: thousands separated."""
     return f"{value:,.{digits}f}"
@@ -138,15 +297,6 @@ def spread(summary: Summary, digits: int = 0) -> str:
 def ratio(value: float, baseline: float) -> str:
     """``0.93x``: ``value`` relative to ``baseline``."""
     return f"{value / baseline:.2f}x" if baseline else "n/a"
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size (``VmHWM``) in MiB."""
-    status = Path("/proc/self/status").read_text()
-    match = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
-    return int(match.group(1)) / 1024
 
 
 def log(message: str) -> None:
@@ -165,55 +315,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right:
     return "\n".join(lines)
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def weed_version() -> str:
-    """SeaweedFS's version as ``weed version`` prints it."""
-    binary = weed_binary()
-    if binary is None:
-        return "not installed"
-    result = subprocess.run(
-        [binary, "version"], capture_output=True, text=True, timeout=30, check=False
-    )
-    first = result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
-    return first.removeprefix("version ").strip()
-
-
-def machine() -> dict[str, str]:
-    """The machine and software the figures were measured on."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found.group(1).strip() if found else cpu
-    ram = "unknown"
-    with contextlib.suppress(OSError):
-        found = re.search(r"^MemTotal:\s+(\d+)\s+kB", Path("/proc/meminfo").read_text(), re.M)
-        ram = f"{int(found.group(1)) / MiB:.1f} GiB" if found else ram
-    return {
-        "CPU": cpu,
-        "cores": str(os.cpu_count()),
-        "RAM": ram,
-        "OS": f"{platform.system()} {platform.release()}",
-        "Python": platform.python_version(),
-        "boto3 / botocore": f"{_version('boto3')} / {_version('botocore')}",
-        "demeter-storage": _version("demeter-storage"),
-        "SeaweedFS": f"{weed_version()} (`weed mini`, loopback, authentication on)",
-    }
-
-
-def machine_markdown() -> str:
-    """:func:`machine` as a markdown table."""
-    return markdown_table(["", ""], [[key, value] for key, value in machine().items()])
-
-
-def now_utc() -> str:
-    """The current date and time, UTC, to the minute."""
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def standalone(module: ModuleType, *, s3fs: bool = False) -> None:
+    """Run one benchmark module from the command line: print (and save) its section."""
+    parser = argparse.ArgumentParser(description=(module.__doc__ or "").splitlines()[0])
+    module.add_arguments(parser)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds, small sizes")
+    if s3fs:
+        parser.add_argument("--skip-s3fs", action="store_true", help="leave s3fs out")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
+    parser.add_argument("--output", type=Path, help="update this markdown file's section")
+    args = parser.parse_args()
+    section: Section = module.run(**module.options(args))
+    if args.output:
+        write_section(args.output, section.name, section.markdown)
+        log(f"wrote {args.output}")
+    print(section.markdown)
 
 
 def write_section(path: Path, name: str, markdown: str) -> None:

@@ -1,0 +1,372 @@
+"""``ImageService.upload_original`` against the bare store's ``put``, with SQLite and PostgreSQL.
+
+Run: ``python benchmarks/service_overhead.py [--rounds N] [--uploads N] [--output FILE]``.
+The service is built the way applications build it, by ``build_service`` from
+``StorageSettings`` (S3 backend on SeaweedFS, so the originals' store is a
+``ResilientImageStore(S3ImageStore)``; thumbnails off); the bare store is built
+by the same composition root (``build_stores``) with the same settings. Each
+upload is a real small JPEG under a fresh key. PostgreSQL gets a database of
+its own, dropped at the end; SQLite is the embedded default (WAL, full fsync)
+under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from common import (
+    REPO_ROOT,
+    KiB,
+    Section,
+    Stopwatch,
+    Summary,
+    Target,
+    log,
+    markdown_table,
+    number,
+    option,
+    ratio,
+    seaweedfs,
+    spread,
+    standalone,
+)
+
+from demeter_storage.bootstrap import build_service, build_stores
+from demeter_storage.domain.schemas import UploadRequest
+from demeter_storage.ports import ImageStore
+from demeter_storage.service import ImageService
+from demeter_storage.settings import StorageSettings
+from demeter_storage.testing.seaweedfs import REGION, SeaweedFSServer
+
+SECTION: Final = "service-overhead"
+SAMPLE: Final = REPO_ROOT / "docs" / "assets" / "sample-leaf.jpg"
+POSTGRES_ENV: Final = "DEMETER_BENCH_POSTGRES_URL"
+DEFAULT_POSTGRES_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+BARE: Final = "bare store `put`"
+SQLITE: Final = "`upload_original`, SQLite"
+POSTGRES: Final = "`upload_original`, PostgreSQL"
+TARGET_RATIO: Final = 0.80
+TARGET_CONCURRENCY: Final = 16
+DEFAULTS: Final = {"rounds": 5, "uploads": 400, "concurrency": [1, 16]}
+QUICK: Final = {"rounds": 1, "uploads": 40, "concurrency": [1, 16]}
+
+Upload = Callable[[str, str], Awaitable[None]]
+"""Uploads the sample under (session id, filename)."""
+
+
+@dataclass
+class Stacks:
+    """The contenders (each an upload function) and what must be closed afterwards."""
+
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Close every service and store, newest first."""
+        for close in reversed(self.closers):
+            await close()
+
+
+def settings(server: SeaweedFSServer, name: str, **overrides: Any) -> StorageSettings:
+    """Settings for an S3 stack on ``server`` with buckets named after ``name``."""
+    values: dict[str, Any] = {
+        "backend": "s3",
+        "s3_endpoint_url": server.endpoint_url,
+        "aws_region": REGION,
+        "s3_addressing_style": "path",
+        "aws_access_key_id": server.access_key,
+        "aws_secret_access_key": server.secret_key,
+        "bucket_original": f"bench-{name}-original",
+        "bucket_visualization": f"bench-{name}-viz",
+        "s3_create_buckets": True,
+        "thumbnails": False,
+    }
+    values.update(overrides)
+    result = StorageSettings(**values)
+    result.check()
+    return result
+
+
+def _service_upload(service: ImageService, data: bytes) -> Upload:
+    async def upload(session_id: str, filename: str) -> None:
+        request = UploadRequest(filename=filename, content_type="image/jpeg", size=len(data))
+        response = await service.upload_original(data, session_id, request)
+        if response.size != len(data):
+            raise AssertionError(f"stored {response.size} bytes of {len(data)}")
+
+    return upload
+
+
+def _store_upload(store: ImageStore, data: bytes) -> Upload:
+    async def upload(session_id: str, filename: str) -> None:
+        info = await store.put(f"{session_id}/{filename}", data, content_type="image/jpeg")
+        if info.size != len(data):
+            raise AssertionError(f"stored {info.size} bytes of {len(data)}")
+
+    return upload
+
+
+async def postgres_database(admin_url: str) -> tuple[str | None, str]:
+    """Create a fresh database; return its URL (None if PostgreSQL is unreachable) and a note."""
+    try:
+        import asyncpg  # noqa: PLC0415 - the optional postgres extra
+    except ImportError:
+        return None, "PostgreSQL left out: asyncpg is not installed (the `postgres` extra)"
+    name = f"demeter_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        connection = await asyncpg.connect(admin_url.replace("+asyncpg", ""), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return None, f"PostgreSQL left out: {admin_url} is unreachable ({exc})"
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        version = await connection.fetchval("SHOW server_version")
+    finally:
+        await connection.close()
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}", f"PostgreSQL {version}: a fresh database `{name}`, dropped afterwards"
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    import asyncpg  # noqa: PLC0415 - the optional postgres extra
+
+    name = url.rpartition("/")[2]
+    connection = await asyncpg.connect(admin_url.replace("+asyncpg", ""), timeout=5)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def build_stacks(
+    server: SeaweedFSServer, work_dir: Path, data: bytes, postgres_url: str | None
+) -> Stacks:
+    """The bare store, and the service on SQLite and (if given) PostgreSQL."""
+    stacks = Stacks()
+    bare, _ = build_stores(settings(server, "bare"))
+    stacks.closers.append(bare.aclose)
+    await bare.ensure_bucket()  # type: ignore[attr-defined]  # passed through to S3ImageStore
+    stacks.uploads[BARE] = _store_upload(bare, data)
+    sqlite = await build_service(settings(server, "sqlite", storage_root=work_dir / "sqlite-root"))
+    stacks.closers.append(sqlite.aclose)
+    stacks.uploads[SQLITE] = _service_upload(sqlite, data)
+    if postgres_url is not None:
+        postgres = await build_service(
+            settings(server, "postgres", database_url=postgres_url, create_schema=True)
+        )
+        stacks.closers.append(postgres.aclose)
+        stacks.uploads[POSTGRES] = _service_upload(postgres, data)
+    return stacks
+
+
+async def _pass(upload: Upload, session_id: str, uploads: int, concurrency: int) -> float:
+    """Seconds for ``uploads`` uploads under a fresh session, ``concurrency`` at once."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(index: int) -> None:
+        async with limit:
+            await upload(session_id, f"photo-{index:05d}.jpg")
+
+    with Stopwatch() as watch:
+        await asyncio.gather(*(one(index) for index in range(uploads)))
+    return watch.seconds
+
+
+async def measure(
+    server: SeaweedFSServer,
+    work_dir: Path,
+    *,
+    data: bytes,
+    rounds: int,
+    uploads: int,
+    concurrencies: Sequence[int],
+    postgres_admin_url: str,
+    seed: int | None,
+) -> tuple[dict[tuple[int, str], list[float]], list[str], list[str]]:
+    """Uploads per second of every contender at every concurrency, one value per round."""
+    postgres_url, postgres_note = await postgres_database(postgres_admin_url)
+    notes = [postgres_note]
+    stacks: Stacks | None = None
+    try:
+        stacks = await build_stacks(server, work_dir, data, postgres_url)
+        contenders = list(stacks.uploads)
+        shuffler = random.Random(seed)
+        log(f"warm-up: every contender uploads {uploads} images once")
+        for name in contenders:
+            await _pass(stacks.uploads[name], "warm-up", uploads, max(concurrencies))
+        rates: dict[tuple[int, str], list[float]] = {}
+        for round_number in range(1, rounds + 1):
+            for concurrency in concurrencies:
+                order = list(contenders)
+                shuffler.shuffle(order)
+                for name in order:
+                    session = f"r{round_number}-c{concurrency}"
+                    seconds = await _pass(stacks.uploads[name], session, uploads, concurrency)
+                    rates.setdefault((concurrency, name), []).append(uploads / seconds)
+                    log(
+                        f"round {round_number}/{rounds} x{concurrency:<3} {name:<32} "
+                        f"{uploads / seconds:8.1f} uploads/s"
+                    )
+        return rates, contenders, notes
+    finally:
+        if stacks is not None:
+            await stacks.aclose()
+        if postgres_url is not None:
+            await drop_database(postgres_admin_url, postgres_url)
+
+
+def report(
+    rates: dict[tuple[int, str], list[float]],
+    contenders: list[str],
+    notes: list[str],
+    *,
+    rounds: int,
+    uploads: int,
+    size: int,
+) -> str:
+    """The markdown section: one row per concurrency and contender."""
+    rows: list[list[str]] = []
+    for concurrency in dict.fromkeys(c for c, _ in rates):
+        baseline = Summary.of(rates[(concurrency, BARE)]).median
+        for name in contenders:
+            summary = Summary.of(rates[(concurrency, name)])
+            rows.append(
+                [
+                    str(concurrency),
+                    name,
+                    number(summary.median),
+                    spread(summary),
+                    f"{1000 / summary.median * concurrency:.1f}",
+                    ratio(summary.median, baseline),
+                ]
+            )
+    headers = [
+        "concurrency",
+        "contender",
+        "uploads/s (median)",
+        "min-max",
+        "ms per upload",
+        "vs bare store",
+    ]
+    notes_text = "".join(f"- {note}\n" for note in notes)
+    return (
+        f"## Service overhead: `upload_original` of {uploads:,} small JPEGs "
+        f"({size / KiB:.1f} KiB)\n\n"
+        f"{markdown_table(headers, rows, right=4)}\n\n"
+        f"Median over {rounds} interleaved round(s), min-max across rounds; every upload "
+        "under a fresh key, `asyncio.gather` bounded by `Semaphore(c)`. Both the service and "
+        "the bare store come from the package's composition root with the same settings "
+        "(`build_service` / `build_stores`, S3 backend: `ResilientImageStore(S3ImageStore)`, "
+        "`S3_MAX_CONCURRENCY` 16, thumbnails off). An upload through the service checks the "
+        "JPEG's bytes, writes the record (`uploading`), puts the object, marks the record "
+        "`ready` and presigns a URL for the response; the bare store only puts the object. "
+        '"ms per upload" is the latency one upload sees at that concurrency '
+        "(concurrency / rate).\n\n"
+        f"{notes_text}"
+    )
+
+
+def targets(rates: dict[tuple[int, str], list[float]]) -> list[Target]:
+    """``upload_original`` at 16 concurrent >= 80% of the bare store, with PostgreSQL."""
+    name = f"`upload_original` with PostgreSQL, {TARGET_CONCURRENCY} concurrent, vs bare `put`"
+    goal = f">= {TARGET_RATIO:.2f}x"
+    if (TARGET_CONCURRENCY, POSTGRES) not in rates:
+        return [Target(name, goal, "not measured (PostgreSQL or concurrency 16 missing)", None)]
+    service = Summary.of(rates[(TARGET_CONCURRENCY, POSTGRES)]).median
+    bare = Summary.of(rates[(TARGET_CONCURRENCY, BARE)]).median
+    measured = f"{service / bare:.2f}x ({service:.0f} vs {bare:.0f} uploads/s)"
+    limit = (
+        "besides the put, each upload writes its record twice (`uploading`, then `ready`) "
+        f"through SQLAlchemy on the same event loop: {1000 * TARGET_CONCURRENCY / service:.0f} "
+        f"ms per upload against the put's {1000 * TARGET_CONCURRENCY / bare:.0f} ms at "
+        f"{TARGET_CONCURRENCY} concurrent; `benchmarks/profile_service.py` breaks it down"
+    )
+    return [Target(name, goal, measured, service / bare >= TARGET_RATIO, limit)]
+
+
+def run(
+    *,
+    rounds: int,
+    uploads: int,
+    concurrencies: Sequence[int],
+    image: Path = SAMPLE,
+    postgres_url: str | None = None,
+    seed: int | None = None,
+    server: SeaweedFSServer | None = None,
+) -> Section:
+    """Measure (on ``server``, or a fresh one) and return the markdown section."""
+    data = image.read_bytes()
+    admin_url = postgres_url or os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
+
+    def measured(target: SeaweedFSServer, work_dir: Path) -> Section:
+        rates, contenders, notes = asyncio.run(
+            measure(
+                target,
+                work_dir,
+                data=data,
+                rounds=rounds,
+                uploads=uploads,
+                concurrencies=concurrencies,
+                postgres_admin_url=admin_url,
+                seed=seed,
+            )
+        )
+        notes.append(f"The image: `{_shown(image)}`, {len(data):,} bytes.")
+        markdown = report(rates, contenders, notes, rounds=rounds, uploads=uploads, size=len(data))
+        return Section(SECTION, markdown, targets(rates))
+
+    with tempfile.TemporaryDirectory(prefix="demeter-bench-service-") as tmp:
+        if server is not None:
+            return measured(server, Path(tmp))
+        with seaweedfs() as fresh:
+            return measured(fresh, Path(tmp))
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """This benchmark's options (``prefix`` disambiguates them in run_all)."""
+    parser.add_argument(f"--{prefix}rounds", type=int, help="rounds (default 5, quick 1)")
+    parser.add_argument(
+        f"--{prefix}uploads", type=int, help="uploads per pass (default 400, quick 40)"
+    )
+    parser.add_argument(f"--{prefix}concurrency", type=int, nargs="+", help="levels (default 1 16)")
+    parser.add_argument(f"--{prefix}image", type=Path, help="the JPEG to upload (sample-leaf)")
+    parser.add_argument(
+        f"--{prefix}postgres-url",
+        help=f"an existing database to create the bench database from (${POSTGRES_ENV}, "
+        f"default {DEFAULT_POSTGRES_URL})",
+    )
+
+
+def options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The keyword arguments of :func:`run` from parsed ``args``."""
+    return {
+        "rounds": option(args, prefix, "rounds", DEFAULTS["rounds"], QUICK["rounds"]),
+        "uploads": option(args, prefix, "uploads", DEFAULTS["uploads"], QUICK["uploads"]),
+        "concurrencies": option(
+            args, prefix, "concurrency", DEFAULTS["concurrency"], QUICK["concurrency"]
+        ),
+        "image": option(args, prefix, "image", SAMPLE, SAMPLE),
+        "postgres_url": option(args, prefix, "postgres_url", None, None),
+        "seed": args.seed,
+    }
+
+
+if __name__ == "__main__":
+    standalone(sys.modules[__name__])
