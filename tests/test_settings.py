@@ -226,3 +226,21 @@ def test_a_redis_url_without_the_redis_extra_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ConfigurationError, match=r"demeter-storage\[redis\]"):
         CircuitBreaker("no-redis", redis_url="redis://127.0.0.1:6379/0")
+
+
+async def test_a_postgresql_pool_holds_a_connection_per_concurrent_call(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    settings = StorageSettings(
+        backend="memory",
+        database_url=postgres_url,
+        create_schema=True,
+        s3_max_concurrency=24,
+        storage_root=tmp_path,
+    )
+    service = await build_service(settings)
+    try:
+        assert isinstance(service.metadata, SqlAlchemyMetadataRepository)
+        assert service.metadata.engine.pool.size() == 24  # type: ignore[attr-defined]
+    finally:
+        await service.aclose()

@@ -117,7 +117,12 @@ async def build_metadata(settings: StorageSettings) -> MetadataRepository:
     url = settings.database_url or settings.embedded_database_url
     if settings.database_url is None:
         settings.storage_root.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    options = {}
+    if not url.startswith("sqlite"):
+        # One connection per concurrent upload: a smaller pool makes uploads wait
+        # for connections, and its overflow opens and closes them over and over.
+        options = {"pool_size": settings.s3_max_concurrency, "max_overflow": 4}
+    engine = create_engine(url, **options)
     create = settings.create_schema
     if create is None:
         create = settings.database_url is None

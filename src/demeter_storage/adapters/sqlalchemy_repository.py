@@ -67,6 +67,20 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         ) from exc
 
 
+# Built once: SQLAlchemy caches their compiled form; only the parameters change.
+_INSERT: Final = sa.insert(images)
+_MARK_READY: Final = (
+    sa.update(images)
+    .where(
+        images.c.image_id == sa.bindparam("target_id"),
+        images.c.state == ImageState.UPLOADING.value,
+        images.c.claimed_by.is_(None),  # a reconciler is removing it
+    )
+    .values(state=ImageState.READY.value)
+    .returning(*images.c)
+)
+
+
 def _to_record(row: Any, children: Sequence[str] = ()) -> ImageRecord:
     return ImageRecord(
         image_id=row.image_id,
@@ -179,7 +193,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         try:
             with self._translated("insert"):
                 async with self.engine.begin() as connection:
-                    await connection.execute(sa.insert(images).values(**values))
+                    await connection.execute(_INSERT, values)
         except StorageError as exc:
             if not isinstance(exc.__cause__, IntegrityError):
                 raise
@@ -212,29 +226,19 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         now: datetime,
     ) -> ImageRecord | None:
         """Move an uploading record to ready."""
+        values = {
+            "target_id": image_id,
+            "size": size,
+            "sha256": sha256,
+            "thumbnail_key": thumbnail_key,
+            "updated_at": now,
+        }
         with self._translated("update"):
             async with self.engine.begin() as connection:
-                row = (
-                    await connection.execute(
-                        sa.update(images)
-                        .where(
-                            images.c.image_id == image_id,
-                            images.c.state == ImageState.UPLOADING.value,
-                            images.c.claimed_by.is_(None),  # a reconciler is removing it
-                        )
-                        .values(
-                            state=ImageState.READY.value,
-                            size=size,
-                            sha256=sha256,
-                            thumbnail_key=thumbnail_key,
-                            updated_at=now,
-                        )
-                        .returning(*images.c)
-                    )
-                ).first()
-                if row is None:
-                    return None
-                return (await self._records(connection, [row]))[0]
+                row = (await connection.execute(_MARK_READY, values)).first()
+        # An uploading original has no ready visualizations yet (they need a ready
+        # parent): no query for them.
+        return None if row is None else _to_record(row)
 
     async def mark_deleting(
         self, image_id: uuid.UUID, *, now: datetime
