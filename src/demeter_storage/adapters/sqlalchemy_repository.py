@@ -114,6 +114,9 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
         self.engine = engine
         self._owns_engine = owns_engine
+        # Single statements need no transaction around them (each is atomic):
+        # autocommit saves the BEGIN and COMMIT round trips on the hot path.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __repr__(self) -> str:
         return f"SqlAlchemyMetadataRepository(url={self.engine.url!r})"
@@ -192,7 +195,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         }
         try:
             with self._translated("insert"):
-                async with self.engine.begin() as connection:
+                async with self._autocommit.connect() as connection:
                     await connection.execute(_INSERT, values)
         except StorageError as exc:
             if not isinstance(exc.__cause__, IntegrityError):
@@ -234,7 +237,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
             "updated_at": now,
         }
         with self._translated("update"):
-            async with self.engine.begin() as connection:
+            async with self._autocommit.connect() as connection:
                 row = (await connection.execute(_MARK_READY, values)).first()
         # An uploading original has no ready visualizations yet (they need a ready
         # parent): no query for them.
