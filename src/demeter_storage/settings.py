@@ -18,6 +18,7 @@ import attrs
 import cattrs
 
 from demeter_storage.domain.errors import ConfigurationError
+from demeter_storage.domain.lifecycle import MAX_DAYS as MAX_LIFECYCLE_DAYS
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
 from demeter_storage.domain.secrets import Secret
 
@@ -302,7 +303,10 @@ class StorageSettings:
             ),
             *[(getattr(self, n) >= 1, f"{_env(n)} must be at least 1") for n in at_least_one],
             *[(getattr(self, n) > 0, f"{_env(n)} must be positive") for n in positive],
-            *[(getattr(self, n) >= 0, f"{_env(n)} must not be negative") for n in not_negative],
+            *[
+                (0 <= getattr(self, n) <= MAX_LIFECYCLE_DAYS, f"{_env(n)} must be 0 to 36500")
+                for n in not_negative
+            ],
             *[
                 (5 * MiB <= getattr(self, n) <= 5 * 1024 * MiB, f"{_env(n)} must be 5 MiB to 5 GiB")
                 for n in part_sizes
@@ -378,7 +382,10 @@ def _parse(raw: str, annotation: Any) -> Any:
     if base == "float":
         return float(raw)
     if base == "Path":
-        return Path(raw).expanduser()
+        try:
+            return Path(raw).expanduser()
+        except RuntimeError as exc:  # "~someone" whose home is unknown
+            raise ValueError(f"cannot expand the home directory ({exc})") from None
     if base == "Secret":
         return Secret(raw)
     if base in _CHOICES:

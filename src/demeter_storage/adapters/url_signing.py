@@ -110,7 +110,10 @@ class UrlSigner:
 
     def _post_signature(self, policy: str) -> str:
         message = f"demeter-post-v1\n{self.scope}\n{policy}"
-        return hmac.new(self._secret, message.encode("ascii"), hashlib.sha256).hexdigest()
+        # A policy is base64 (ASCII); anything else was tampered with and must not match.
+        return hmac.new(
+            self._secret, message.encode("utf-8", "replace"), hashlib.sha256
+        ).hexdigest()
 
     def sign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int
@@ -141,7 +144,7 @@ class UrlSigner:
         """
         policy = fields.get(POLICY_FIELD, "")
         signature = fields.get(POST_SIGNATURE_FIELD, "")
-        if not hmac.compare_digest(self._post_signature(policy), signature):
+        if not _same(self._post_signature(policy), signature):
             raise InvalidSignature(
                 "the form's policy signature does not match (missing, tampered with, or "
                 "signed for another store); request a new upload form"
@@ -193,7 +196,7 @@ class UrlSigner:
         except (ValidationError, ValueError, UnicodeError) as exc:
             raise InvalidSignature(f"malformed signed URL ({exc}); request a new one") from exc
         expected = self._signature(valid_method, key, date, expires_in)
-        if not hmac.compare_digest(expected, signature):
+        if not _same(expected, signature):
             raise InvalidSignature(
                 "the URL's signature does not match (tampered, for another key or "
                 "method, or signed with another secret); request a new one"
@@ -251,6 +254,12 @@ def _read_policy(document: object) -> PostPolicy:
         max_size=high,
         expires_at=expiration.replace(tzinfo=UTC),
     )
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison of a hex signature with what a client sent (any text)."""
+    # compare_digest refuses non-ASCII str: compare the bytes.
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
 
 
 def _single(params: dict[str, list[str]], name: str) -> str:
