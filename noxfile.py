@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 import nox
@@ -54,5 +55,48 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: starts SeaweedFS itself; pass run_all.py's options after --."""
-    session.install("-e", ".[test,postgres,redis]", "obstore")
+    session.install("-e", ".[test,postgres,redis,fast]", "pyinstrument")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """Load proof: 10,000 uploads through the service on SeaweedFS + PostgreSQL; prints figures.
+
+    ``DEMETER_LOAD_UPLOADS`` overrides the count (the tests session runs 1,000).
+    """
+    session.install("-e", TEST_EXTRAS)
+    report = os.path.join(session.create_tmp(), "load-report.txt")
+    session.run(
+        "pytest",
+        "tests/proof/test_load.py",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={
+            "DEMETER_LOAD_UPLOADS": os.environ.get("DEMETER_LOAD_UPLOADS", "10000"),
+            "DEMETER_LOAD_REPORT": report,
+            "DEMETER_REQUIRE_SERVICES": "1",
+        },
+    )
+    with open(report, encoding="utf-8") as figures:
+        session.log("load report:\n" + figures.read())
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Hostile-input proof: every fuzz property with 20,000 examples (tests runs a slice).
+
+    ``DEMETER_FUZZ_EXAMPLES`` overrides the count; Hypothesis prints its statistics.
+    """
+    session.install("-e", TEST_EXTRAS)
+    session.run(
+        "pytest",
+        *sorted(glob.glob("tests/proof/test_fuzz*.py")),
+        "-p",
+        "no:cacheprovider",
+        "--hypothesis-show-statistics",
+        *session.posargs,
+        env={"DEMETER_FUZZ_EXAMPLES": os.environ.get("DEMETER_FUZZ_EXAMPLES", "20000")},
+    )
