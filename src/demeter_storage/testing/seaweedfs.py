@@ -262,6 +262,16 @@ def write_identities(server: SeaweedFSServer) -> None:
     path.write_text(json.dumps(identities))
 
 
+def fresh_credentials() -> dict[str, Any]:
+    """New random keys for the read-write and read-only identities of a test server."""
+    return {
+        "access_key": "app" + secrets.token_hex(8),
+        "secret_key": Secret(secrets.token_hex(20)),
+        "readonly_access_key": "ro" + secrets.token_hex(8),
+        "readonly_secret_key": Secret(secrets.token_hex(20)),
+    }
+
+
 def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
     """Start a SeaweedFS server with authentication on, keeping its data in ``data_dir``.
 
@@ -272,10 +282,7 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
     server = SeaweedFSServer(
         data_dir=data_dir,
         ports=dict(zip(_ROLES, free_port_pairs(len(_ROLES)), strict=True)),
-        access_key="app" + secrets.token_hex(8),
-        secret_key=Secret(secrets.token_hex(20)),
-        readonly_access_key="ro" + secrets.token_hex(8),
-        readonly_secret_key=Secret(secrets.token_hex(20)),
+        **fresh_credentials(),
     )
     write_identities(server)
     server.start(timeout)

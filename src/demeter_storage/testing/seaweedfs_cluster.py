@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -29,13 +28,13 @@ from typing import Any, Final
 
 import attrs
 
-from demeter_storage.domain.secrets import Secret
 from demeter_storage.testing.seaweedfs import (
     VOLUME_LIMIT,
     VOLUME_SIZE_MB,
     SeaweedFSServer,
     SeaweedFSUnavailable,
     free_port_pairs,
+    fresh_credentials,
     weed_binary,
     write_identities,
 )
@@ -317,10 +316,7 @@ def start_seaweedfs_cluster(data_dir: Path, timeout: float = 60.0) -> SeaweedFSC
         cluster = SeaweedFSCluster(
             data_dir=attempt_dir,
             ports=dict(zip(CLUSTER_ROLES, free_port_pairs(len(CLUSTER_ROLES)), strict=True)),
-            access_key="app" + secrets.token_hex(8),
-            secret_key=Secret(secrets.token_hex(20)),
-            readonly_access_key="ro" + secrets.token_hex(8),
-            readonly_secret_key=Secret(secrets.token_hex(20)),
+            **fresh_credentials(),
         )
         write_identities(cluster)
         try:
