@@ -160,12 +160,12 @@ class DirectUploads:
                 if len(head) < SNIFF_BYTES:
                     head += chunk[: SNIFF_BYTES - len(head)]
                     if len(head) >= SNIFF_BYTES:
-                        self._check_head(record, head)
+                        check_image(head, record.content_type)
                 digest.update(chunk)
                 if copy is not None:
                     await asyncio.to_thread(copy.write, chunk)
             if len(head) < SNIFF_BYTES:
-                self._check_head(record, head)
+                check_image(head, record.content_type)
         except ValidationError as exc:
             if copy is not None:
                 copy.close()
@@ -179,10 +179,6 @@ class DirectUploads:
                 copy.close()
             await self._reject(record, f"{digest.size} bytes arrived, {record.size} declared")
         return digest.sha256, copy
-
-    @staticmethod
-    def _check_head(record: ImageRecord, head: bytes) -> None:
-        check_image(head, record.content_type)
 
     async def _thumbnail(self, record: ImageRecord, copy: IO[bytes] | None) -> str | None:
         service = self._service

@@ -43,9 +43,8 @@ def test_static_and_refreshable_credentials_are_redacted_as_they_rotate() -> Non
 
 def test_short_values_are_not_taken_for_secrets() -> None:
     redactor = CredentialRedactor()
-    redactor.hide("abc")
-    redactor.hide(None)
-    redactor.hide("long-enough-secret")
+    credentials = Credentials("AKIDSHORT", "long-enough-secret", "abc")
+    redactor.watch_credentials(credentials)
     assert redactor.secrets() == {"long-enough-secret"}
 
 
@@ -58,6 +57,6 @@ def test_the_filter_sits_on_the_loggers_that_log_requests() -> None:
 
 def test_a_broken_log_call_is_left_to_logging() -> None:
     redactor = CredentialRedactor()
-    redactor.hide("long-enough-secret")
+    redactor.watch_credentials(Credentials("AKIDBROKEN", "long-enough-secret"))
     broken = record("%d", "not a number")
     assert redactor.filter(broken)

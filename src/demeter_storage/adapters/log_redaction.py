@@ -57,24 +57,17 @@ class CredentialRedactor(logging.Filter):
         super().__init__()
         self._lock = threading.Lock()
         self._credentials: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._values: set[str] = set()
 
     def watch_credentials(self, credentials: Any) -> None:
         """Hide the current values of a botocore credentials object, as long as it lives."""
         with self._lock:
             self._credentials.add(credentials)
 
-    def hide(self, value: str | None) -> None:
-        """Hide one value (a secret that is not in a botocore credentials object)."""
-        if value and len(value) >= MIN_SECRET_LENGTH:
-            with self._lock:
-                self._values.add(value)
-
     def secrets(self) -> set[str]:
         """Every value hidden right now."""
         with self._lock:
-            found = set(self._values)
             watched = list(self._credentials)
+        found: set[str] = set()
         for credentials in watched:
             # The private fields: the public accessors may refresh (a request).
             for name in ("_secret_key", "_token", "secret_key", "token"):
