@@ -99,6 +99,16 @@ def s3fs_environment(*, install: bool = True, venv: Path = S3FS_VENV) -> S3fsEnv
     return S3fsEnvironment(str(python), version, f"s3fs {version} in `{_shown(venv)}`")
 
 
+def s3fs_python(use: bool, notes: list[str]) -> str | None:
+    """The s3fs environment's python when ``use`` and available (else None); notes say which."""
+    if not use:
+        notes.append("s3fs left out (skipped)")
+        return None
+    environment = s3fs_environment()
+    notes.append(environment.note)
+    return environment.python
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(REPO_ROOT))

@@ -34,7 +34,7 @@ from common import (
     server_client,
     usable_obstore_adapter,
 )
-from peers import s3fs_environment
+from peers import s3fs_python
 
 from demeter_storage.ports import ImageStore
 from demeter_storage.testing.seaweedfs import SeaweedFSServer
@@ -89,14 +89,9 @@ def prepare(
     setup.notes.append(note)
     if setup.obstore_adapter is not None:
         setup.contenders += OBSTORE_STORES
-    if use_s3fs:
-        environment = s3fs_environment()
-        setup.notes.append(environment.note)
-        if environment.python is not None:
-            setup.s3fs_python = environment.python
-            setup.contenders.append(S3FS)
-    else:
-        setup.notes.append("s3fs left out (skipped)")
+    setup.s3fs_python = s3fs_python(use_s3fs, setup.notes)
+    if setup.s3fs_python is not None:
+        setup.contenders.append(S3FS)
     return setup
 
 
