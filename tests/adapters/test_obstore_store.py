@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -41,118 +39,9 @@ from demeter_storage.adapters.s3_config import MiB, S3Config, TemporaryCredentia
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
 from demeter_storage.testing import SeaweedFSServer, no_sleep
 from demeter_storage.testing.contract import pattern_sha256, pattern_source
+from tests.adapters.fake_s3 import FakeS3Server, fake_config
 
 MULTIPART = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_concurrency": 2}
-LAST_MODIFIED = "Thu, 01 Jan 2026 00:00:00 GMT"
-
-
-# A scripted S3 server: each request takes the next answer of the script.
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: FakeS3Server
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        fake = self.server
-        fake.requests.append(f"{self.command} {self.path}")
-        action = fake.script.pop(0) if fake.script else ("ok",)
-        if action[0] == "drop":  # the connection dies without an answer
-            self.close_connection = True
-            self.connection.close()
-            return
-        if action[0] == "cut":  # the body ends early
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.send_header("ETag", '"etag-1"')
-            self.send_header("Last-Modified", LAST_MODIFIED)
-            self.end_headers()
-            self.wfile.write(b"x" * 10)
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.close()
-            return
-        if action[0] == "stall":  # no answer until the test ends
-            fake.released.wait(30)
-            self.close_connection = True
-            return
-        if action[0] == "error":
-            _, status, code = action
-            body = f"<Error><Code>{code}</Code><Message>injected {code}</Message></Error>"
-            self._send(status, body.encode(), {"Content-Type": "application/xml"})
-            return
-        self._send(
-            200,
-            fake.body,
-            {"ETag": '"etag-1"', "Last-Modified": LAST_MODIFIED, "Content-Type": "image/jpeg"},
-        )
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_PUT(self) -> None:
-        self._answer()
-
-    def do_HEAD(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self._answer()
-
-
-class FakeS3Server(ThreadingHTTPServer):
-    daemon_threads = True
-    body: ClassVar[bytes] = b"hello"
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.script: list[tuple[Any, ...]] = []
-        self.requests: list[str] = []
-        self.released = threading.Event()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-@pytest.fixture
-def fake_s3() -> Iterator[FakeS3Server]:
-    server = FakeS3Server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.released.set()
-    server.shutdown()
-    server.server_close()
-
-
-def fake_config(fake: FakeS3Server, **overrides: Any) -> S3Config:
-    values: dict[str, Any] = {
-        "endpoint_url": fake.endpoint,
-        "region": "us-east-1",
-        "addressing_style": "path",
-        "access_key_id": "AKIDEXAMPLE",
-        "secret_access_key": Secret("secret"),
-        "connect_timeout": 1.0,
-        "read_timeout": 1.0,
-    }
-    values.update(overrides)
-    return S3Config(**values)
 
 
 @pytest.fixture

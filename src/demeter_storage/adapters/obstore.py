@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -29,19 +30,21 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import obstore
+from obstore import exceptions as obstore_exceptions
 
 from demeter_storage.adapters.obstore_config import build_obstore_store
 from demeter_storage.adapters.obstore_control import Boto3Companion
-from demeter_storage.adapters.obstore_errors import translate
+from demeter_storage.adapters.obstore_errors import RANGE_NOT_SATISFIABLE, http_status, translate
 from demeter_storage.adapters.obstore_streams import (
+    ChunkCutter,
     HashedSource,
-    in_chunks_of,
+    RangedParts,
     sha256_of,
     start_after,
 )
 from demeter_storage.adapters.s3 import CONTENT_TYPE_METADATA, SHA256_METADATA, validate_bucket_name
 from demeter_storage.adapters.s3_config import S3Config
-from demeter_storage.domain.errors import ValidationError
+from demeter_storage.domain.errors import StorageError, ValidationError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
@@ -56,7 +59,7 @@ from demeter_storage.ports import ImageStore
 from demeter_storage.streams import Payload
 
 if TYPE_CHECKING:
-    from obstore import ObjectMeta
+    from obstore import GetOptions, GetResult, ObjectMeta
     from obstore.store import S3Store
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,8 @@ LIST_PAGE: Final = 1000
 INITIATED_SLACK: Final = timedelta(seconds=5)
 """How much earlier than a cancelled put an upload it must abort may say it began
 (servers keep whole seconds; clocks differ a little)."""
+IGNORED_RANGE: Final = "non-partial response"
+"""obstore's words when a server answers a ranged GET with the whole object."""
 _SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 _AMZ_DATE: Final = re.compile(r"[?&]X-Amz-Date=(\d{8}T\d{6}Z)")
 
@@ -264,15 +269,71 @@ class ObstoreImageStore(ImageStore):
         return await self._call("GetObject", key, get_all)
 
     async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
-        result = await self._call("GetObject", key, lambda: obstore.get_async(self.store, key))
+        # The first part streams while the next ones are fetched in parallel,
+        # each conditional on the first's ETag: the reader never mixes the bytes
+        # of two versions of the object, and an object of one part takes one request.
+        part_size = self.config.part_size
+        first = await self._call("GetObject", key, lambda: self._open_first_part(key, part_size))
+        size, etag = first.meta["size"], first.meta["e_tag"]
+        rest: RangedParts | None = None
+        if first.range[1] < size and etag is None:
+            # Nothing to make the other parts' requests conditional on: one GET.
+            first = await self._call("GetObject", key, lambda: obstore.get_async(self.store, key))
+        elif first.range[1] < size and etag is not None:
+            rest = RangedParts(
+                functools.partial(self._read_part, key, etag),
+                start=first.range[1],
+                end=size,
+                part_size=part_size,
+                concurrency=self.config.multipart_concurrency,
+            )
+            rest.start()
+
+        sources: list[AsyncIterator[bytes]] = [first.stream(min_chunk_size=chunk_size)]
+        if rest is not None:
+            sources.append(rest)
+        cutter = ChunkCutter(chunk_size)
         try:
-            async for chunk in in_chunks_of(result.stream(min_chunk_size=chunk_size), chunk_size):
-                yield chunk
+            for source in sources:
+                async for piece in source:
+                    for chunk in cutter.cut(piece):
+                        yield chunk
+            if tail := cutter.rest():
+                yield tail
         except Exception as exc:
             error = translate(exc, operation="GetObject", bucket=self.name, key=key)
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            if rest is not None:
+                await rest.aclose()
+
+    async def _open_first_part(self, key: str, part_size: int) -> GetResult:
+        try:
+            return await obstore.get_async(self.store, key, options={"range": (0, part_size)})
+        except obstore_exceptions.BaseError as exc:
+            message = str(exc)
+            # An empty object has no range; a server may ignore ranges (HTTP allows it).
+            if http_status(message) != RANGE_NOT_SATISFIABLE and IGNORED_RANGE not in message:
+                raise
+        return await obstore.get_async(self.store, key)
+
+    async def _read_part(self, key: str, etag: str, begin: int, stop: int) -> bytes:
+        async def read() -> bytes:
+            options: GetOptions = {"range": (begin, stop), "if_match": etag}
+            result = await obstore.get_async(self.store, key, options=options)
+            return (await result.bytes_async()).to_bytes()
+
+        try:
+            return await self._call("GetObject", key, read)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, obstore_exceptions.PreconditionError):
+                raise StorageError(
+                    f"{key!r} in bucket {self.name!r} was replaced while it was being read; "
+                    "read it again"
+                ) from exc
+            raise
 
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         if self.config.sorts_listings:

@@ -61,6 +61,7 @@ _STATUS: Final = re.compile(r"status code: (\d{3})|\bstatus: (\d{3})\b")
 _HTTP_KIND: Final = re.compile(r"\bkind: (\w+)")
 _DELETE_FAILED: Final = "DeleteObjects request failed"
 TOO_MANY_REQUESTS: Final = 429
+RANGE_NOT_SATISFIABLE: Final = 416
 
 
 def error_code(message: str) -> str | None:
