@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from demeter_storage.adapters.sqlalchemy_schema import images_table as images
@@ -30,6 +31,9 @@ from demeter_storage.domain.errors import (
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
 
+if TYPE_CHECKING:
+    from demeter_storage.adapters.asyncpg_statements import AsyncpgStatements
+
 _SQLITE_PRAGMAS: Final = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -38,33 +42,67 @@ _SQLITE_PRAGMAS: Final = (
 )
 
 
-def create_engine(url: str, **options: Any) -> AsyncEngine:
+IDLE_PING_SECONDS: Final = 1.0
+"""Connections idle longer than this are pinged before use (see :func:`create_engine`)."""
+
+
+def create_engine(
+    url: str, *, ping_idle_after: float = IDLE_PING_SECONDS, **options: Any
+) -> AsyncEngine:
     """An async engine for ``url``, set up for this package's access pattern.
 
     SQLite gets WAL mode (readers never wait for the writer), a 30 s busy
-    timeout, full fsync and foreign keys; other databases get ``pool_pre_ping``.
+    timeout, full fsync and foreign keys. Other databases get a liveness ping
+    on checkout for connections idle more than ``ping_idle_after`` seconds
+    (0: every reuse, like SQLAlchemy's ``pool_pre_ping``). A connection in
+    steady use skips it: the ping was a round trip per statement, as costly
+    as the statement itself; one that dies under a statement is invalidated
+    and the statement fails with ``StorageUnavailable``.
 
     Raises:
         ConfigurationError: the URL or its driver is unusable.
     """
     try:
-        if url.startswith("sqlite"):
-            engine = create_async_engine(url, **options)
-
-            @event.listens_for(engine.sync_engine, "connect")
-            def _configure(dbapi_connection: Any, _record: Any) -> None:
-                cursor = dbapi_connection.cursor()
-                for pragma in _SQLITE_PRAGMAS:
-                    cursor.execute(pragma)
-                cursor.close()
-
-            return engine
-        return create_async_engine(url, pool_pre_ping=True, **options)
+        engine = create_async_engine(url, **options)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise ConfigurationError(
             f"cannot use the database URL ({type(exc).__name__}: {exc}); check "
             "DEMETER_DATABASE_URL and install the driver (asyncpg for PostgreSQL)"
         ) from exc
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+            cursor.close()
+
+    else:
+        _ping_idle_connections(engine, ping_idle_after)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last_used = record.info.get(_LAST_USED)
+        if last_used is None or time.monotonic() - last_used < idle_seconds:
+            return  # just connected, or in steady use
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool's documented way to say "discard this one and connect anew".
+            raise DisconnectionError(f"the idle connection is gone ({exc})") from exc
+
+
+_LAST_USED: Final = "demeter_last_used"
 
 
 # Built once: SQLAlchemy caches their compiled form; only the parameters change.
@@ -117,6 +155,11 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         # Single statements need no transaction around them (each is atomic):
         # autocommit saves the BEGIN and COMMIT round trips on the hot path.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._statements: AsyncpgStatements | None = None
+        if engine.dialect.driver == "asyncpg":
+            from demeter_storage.adapters.asyncpg_statements import AsyncpgStatements  # noqa: PLC0415
+
+            self._statements = AsyncpgStatements(self._autocommit)
 
     def __repr__(self) -> str:
         return f"SqlAlchemyMetadataRepository(url={self.engine.url!r})"
@@ -193,17 +236,23 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
             "user_metadata": dict(record.metadata),
             "upload_expires_at": record.upload_expires_at,
         }
-        try:
-            with self._translated("insert"):
-                async with self._autocommit.connect() as connection:
-                    await connection.execute(_INSERT, values)
-        except StorageError as exc:
-            if not isinstance(exc.__cause__, IntegrityError):
-                raise
+        if not await self._insert(values):
             holder = await self.get_by_key(record.bucket, record.key)
             raise ImageAlreadyExists(
                 record.bucket, record.key, holder.image_id if holder else record.image_id
-            ) from exc
+            )
+
+    async def _insert(self, values: dict[str, Any]) -> bool:
+        """Insert a row; False if a constraint refused it."""
+        with self._translated("insert"):
+            if self._statements is not None:
+                return await self._statements.insert(values)
+            try:
+                async with self._autocommit.connect() as connection:
+                    await connection.execute(_INSERT, values)
+            except IntegrityError:
+                return False
+            return True
 
     async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
         """The record with this id, or None."""
@@ -237,8 +286,13 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
             "updated_at": now,
         }
         with self._translated("update"):
-            async with self._autocommit.connect() as connection:
-                row = (await connection.execute(_MARK_READY, values)).first()
+            if self._statements is not None:
+                row: Any = await self._statements.mark_ready(
+                    image_id, size=size, sha256=sha256, thumbnail_key=thumbnail_key, now=now
+                )
+            else:
+                async with self._autocommit.connect() as connection:
+                    row = (await connection.execute(_MARK_READY, values)).first()
         # An uploading original has no ready visualizations yet (they need a ready
         # parent): no query for them.
         return None if row is None else _to_record(row)
