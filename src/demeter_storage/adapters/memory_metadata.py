@@ -30,23 +30,48 @@ class InMemoryMetadataRepository(MetadataRepository):
     def __init__(self) -> None:
         self._records: dict[uuid.UUID, ImageRecord] = {}
         self._claims: dict[uuid.UUID, _Claim] = {}
+        # Indexes, as a database keeps them: lookups stay O(1) however many records.
+        self._owners: dict[tuple[str, str], uuid.UUID] = {}
+        self._children: dict[uuid.UUID, set[uuid.UUID]] = {}
 
     def __repr__(self) -> str:
         return f"InMemoryMetadataRepository(records={len(self._records)})"
 
+    def _store(self, record: ImageRecord) -> None:
+        """Insert or replace ``record``, keeping the indexes in step."""
+        previous = self._records.get(record.image_id)
+        if previous is not None:
+            self._unindex(previous)
+        self._records[record.image_id] = record
+        for key in record.object_keys:
+            self._owners[(record.bucket, key)] = record.image_id
+        if record.parent_id is not None:
+            self._children.setdefault(record.parent_id, set()).add(record.image_id)
+
+    def _drop(self, image_id: uuid.UUID) -> None:
+        record = self._records.pop(image_id, None)
+        if record is not None:
+            self._unindex(record)
+
+    def _unindex(self, record: ImageRecord) -> None:
+        for key in record.object_keys:
+            if self._owners.get((record.bucket, key)) == record.image_id:
+                del self._owners[(record.bucket, key)]
+        parent_id = record.parent_id
+        siblings = None if parent_id is None else self._children.get(parent_id)
+        if parent_id is not None and siblings is not None:
+            siblings.discard(record.image_id)
+            if not siblings:
+                del self._children[parent_id]
+
     def _with_children(self, record: ImageRecord) -> ImageRecord:
-        children = sorted(
-            r.key
-            for r in self._records.values()
-            if r.parent_id == record.image_id and r.state is ImageState.READY
-        )
-        return attrs.evolve(record, visualization_keys=tuple(children))
+        children = (self._records[i] for i in self._children.get(record.image_id, ()))
+        keys = sorted(child.key for child in children if child.state is ImageState.READY)
+        return attrs.evolve(record, visualization_keys=tuple(keys))
 
     def _owner(self, bucket: str, key: str) -> ImageRecord | None:
-        for record in self._records.values():
-            if record.bucket == bucket and key in record.object_keys:
-                return record
-        return None
+        image_id = self._owners.get((bucket, key))
+        return None if image_id is None else self._records[image_id]
 
     async def add(self, record: ImageRecord) -> None:
         """Insert a new record (``ImageAlreadyExists`` if its id or key is taken)."""
@@ -55,7 +80,7 @@ class InMemoryMetadataRepository(MetadataRepository):
             raise ImageAlreadyExists(
                 record.bucket, record.key, holder.image_id if holder else record.image_id
             )
-        self._records[record.image_id] = attrs.evolve(record, visualization_keys=())
+        self._store(attrs.evolve(record, visualization_keys=()))
 
     async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
         """The record with this id, or None."""
@@ -92,7 +117,7 @@ class InMemoryMetadataRepository(MetadataRepository):
             thumbnail_key=thumbnail_key,
             updated_at=now,
         )
-        self._records[image_id] = ready
+        self._store(ready)
         return self._with_children(ready)
 
     async def mark_deleting(
@@ -101,13 +126,13 @@ class InMemoryMetadataRepository(MetadataRepository):
         """Mark the record and its visualizations deleting."""
         if image_id not in self._records:
             return []
-        affected = [r for r in self._records.values() if image_id in (r.image_id, r.parent_id)]
+        family = [image_id, *self._children.get(image_id, ())]
         result = []
-        for record in affected:
+        for record in [self._records[member] for member in family]:
             marked = record
             if record.state is not ImageState.DELETING:
                 marked = attrs.evolve(record, state=ImageState.DELETING, updated_at=now)
-                self._records[record.image_id] = marked
+                self._store(marked)
             result.append(marked)
         return result
 
@@ -115,11 +140,11 @@ class InMemoryMetadataRepository(MetadataRepository):
         """Delete these records (their remaining visualizations lose their link)."""
         removed = set(image_ids)
         for image_id in removed:
-            self._records.pop(image_id, None)
+            self._drop(image_id)
             self._claims.pop(image_id, None)
-        for record in list(self._records.values()):
-            if record.parent_id in removed:
-                self._records[record.image_id] = attrs.evolve(record, parent_id=None)
+        for parent_id in removed:
+            for child_id in list(self._children.get(parent_id, ())):
+                self._store(attrs.evolve(self._records[child_id], parent_id=None))
 
     async def list_session(
         self, session_id: str, *, limit: int, after: tuple[str, str] | None = None
@@ -192,7 +217,7 @@ class InMemoryMetadataRepository(MetadataRepository):
         record = self._records.get(image_id)
         if record is None or record.state is not ImageState.READY:
             return False
-        self._records[image_id] = attrs.evolve(record, state=ImageState.EXPIRED, updated_at=now)
+        self._store(attrs.evolve(record, state=ImageState.EXPIRED, updated_at=now))
         return True
 
     async def release(self, image_ids: Sequence[uuid.UUID]) -> None:
