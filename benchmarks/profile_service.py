@@ -116,16 +116,20 @@ async def build(
     return service, bare
 
 
-async def _pass(action: Callable[[int], Awaitable[Any]], uploads: int, concurrency: int) -> float:
+async def _pass(
+    action: Callable[[int], Awaitable[Any]], uploads: int, concurrency: int
+) -> tuple[float, float]:
+    """Uploads per second, and this process's CPU seconds per upload (all its threads)."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int) -> None:
         async with limit:
             await action(index)
 
+    cpu = time.process_time()
     with Stopwatch() as watch:
         await asyncio.gather(*(one(index) for index in range(uploads)))
-    return uploads / watch.seconds
+    return uploads / watch.seconds, (time.process_time() - cpu) / uploads
 
 
 async def profile(
@@ -166,12 +170,14 @@ async def profile(
     try:
         await _pass(service_upload("warm-up"), uploads, concurrency)
         await _pass(bare_put, uploads, concurrency)
-        bare_rate = await _pass(bare_put, uploads, concurrency)
+        bare_rate, bare_cpu = await _pass(bare_put, uploads, concurrency)
         stages.clear()
-        rate = await _pass(service_upload("timed"), uploads, concurrency)
+        rate, cpu = await _pass(service_upload("timed"), uploads, concurrency)
         print(
             f"bare store put: {bare_rate:,.0f}/s; upload_original: {rate:,.0f}/s "
             f"({rate / bare_rate:.2f}x), {uploads} uploads, {concurrency} at once\n"
+            f"this process's CPU per upload: bare put {bare_cpu * 1000:.2f} ms, "
+            f"upload_original {cpu * 1000:.2f} ms\n"
         )
         total = sum(statistics.fmean(values) for values in stages.values())
         print(f"{'stage':<20} {'mean ms':>8} {'median ms':>10} {'share':>6}")
@@ -186,7 +192,7 @@ async def profile(
 
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         profiler.start()
-        profiled = await _pass(service_upload("profiled"), uploads, concurrency)
+        profiled, _ = await _pass(service_upload("profiled"), uploads, concurrency)
         profiler.stop()
         print(f"\nprofiled pass: {profiled:,.0f} uploads/s\n")
         print(profiler.output_text(unicode=True, color=False, show_all=SHOW_ALL))
