@@ -66,7 +66,7 @@ OBSTORE_CONFIG: Final = (8, 8)
 UPLOAD_TARGET_MIB_S: Final = 250.0
 RSS_TARGET_MIB: Final = 150.0
 DOWNLOAD_TARGET_RATIO: Final = 0.95
-DEFAULTS: Final = {"rounds": 3, "size_mib": 512}
+DEFAULTS: Final = {"rounds": 5, "size_mib": 512}
 QUICK: Final = {"rounds": 1, "size_mib": 32}
 Result = dict[str, float]
 
@@ -211,17 +211,23 @@ def targets(
     upload_limit = (
         f"the fastest upload of any client in this run: {fastest}, {fastest_up.median:.0f} "
         f"MiB/s (max {fastest_up.high:.0f}); the server, SeaweedFS on the same cores as the "
-        "client, bounds them all, and the stores' multipart puts also pay a server-side copy "
-        "that records the object's SHA-256"
+        "client, bounds them all (the stores' server-side copy that records the SHA-256 is "
+        "metadata-only on SeaweedFS, counted in their time)"
     )
     raw_down = ""
     if RAW_OBSTORE in setup.contenders:
         raw_mib_s = _summary(results[("down", RAW_OBSTORE)], "mib_s").median
         raw_down = f"; raw obstore's own streamed GET: {raw_mib_s:.0f} MiB/s"
-    download_limit = (
-        f"the store streams one sequential GET ({CHUNK_MIB} MiB chunks) where boto3's "
-        f"`download_file` fetches ranges in parallel{raw_down}"
-    )
+    download_limits = {
+        S3_STORE: (
+            f"the store streams one sequential GET ({CHUNK_MIB} MiB chunks) where boto3's "
+            f"`download_file` fetches ranges in parallel{raw_down}"
+        ),
+        OBSTORE_ADAPTER: (
+            "the store reads ranged parts, four at once after the first; on loopback one "
+            f"stream is about as fast{raw_down}, and the spread across rounds is wide"
+        ),
+    }
     found: list[Target] = []
     for store in (S3_STORE, OBSTORE_ADAPTER):
         if store not in setup.contenders:
@@ -248,7 +254,7 @@ def targets(
                 goal=f">= {DOWNLOAD_TARGET_RATIO:.2f}x",
                 measured=f"{down / best:.2f}x ({down:.0f} vs {best:.0f} MiB/s, {best_label})",
                 met=down / best >= DOWNLOAD_TARGET_RATIO,
-                limit=download_limit,
+                limit=download_limits[store],
             ),
         ]
     return found
@@ -306,7 +312,9 @@ def report(
         f"in each worker, parallel ranged GETs down) with `TransferConfig` ({boto3_configs}). "
         "The stores, with their default `S3Config` (8 MiB parts, 4 in flight): "
         f"`put(open(file, 'rb'))` and `stream(key, chunk_size={CHUNK_MIB} MiB)` written to "
-        "a file from a worker thread (one GET); a multipart put also records the object's "
+        "a file from a worker thread (`S3ImageStore`: one GET; `ObstoreImageStore`: ranged "
+        "parts of 8 MiB, the first streamed and 4 more at once, each conditional on the "
+        "first's ETag); a multipart put also records the object's "
         "SHA-256 with a server-side copy, counted in its time. Raw obstore: "
         f"`put_async(store, key, Path)` ({OBSTORE_CONFIG[0]} MiB parts, {OBSTORE_CONFIG[1]} "
         f"at once) and `get_async(...).stream({CHUNK_MIB} MiB)` written to a file the same "
@@ -345,7 +353,7 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """This benchmark's options (``prefix`` disambiguates them in run_all)."""
-    parser.add_argument(f"--{prefix}rounds", type=int, help="rounds (default 3, quick 1)")
+    parser.add_argument(f"--{prefix}rounds", type=int, help="rounds (default 5, quick 1)")
     parser.add_argument(
         f"--{prefix}size-mib", type=int, help="object size in MiB (default 512, quick 32)"
     )
