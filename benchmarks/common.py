@@ -332,13 +332,24 @@ def standalone(module: ModuleType, *, s3fs: bool = False) -> None:
     print(section.markdown)
 
 
+def section_markers(name: str) -> tuple[str, str]:
+    """The HTML comments around section ``name`` of a page (invisible once rendered)."""
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def marked_section(name: str, markdown: str) -> str:
+    """``markdown`` between its section's markers, so that a later run can replace it."""
+    start, end = section_markers(name)
+    return f"{start}\n\n{markdown.strip()}\n\n{end}\n"
+
+
 def write_section(path: Path, name: str, markdown: str) -> None:
     """Put ``markdown`` into ``path`` between markers named ``name``.
 
     An existing section of that name is replaced; otherwise it is appended.
     """
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{start}\n{markdown.strip()}\n{end}\n"
+    start, end = section_markers(name)
+    block = marked_section(name, markdown)
     text = path.read_text() if path.exists() else ""
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(text):

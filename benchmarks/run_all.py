@@ -22,7 +22,7 @@ import local_store
 import presign
 import s3_throughput
 import service_overhead
-from common import Section, Stopwatch, Target, log, markdown_table
+from common import Section, Stopwatch, Target, log, markdown_table, marked_section
 from machine import machine_markdown, now_utc
 from peers import s3fs_environment
 
@@ -191,7 +191,8 @@ def page(
             "",
             runs_markdown(runs),
             METHOD,
-            *[section.markdown.strip() + "\n" for _, section in sections],
+            # Marked, so that one benchmark run on its own with --output replaces its section.
+            *[marked_section(section.name, section.markdown) for _, section in sections],
         ]
     )
 
