@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 
 from demeter_storage.adapters.log_redaction import watch_client
+from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts
 from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import error_code, translate
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
 from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
+from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
 from demeter_storage.domain.errors import ConfigurationError, StorageError
 from demeter_storage.domain.keys import validate_key
@@ -301,21 +303,63 @@ class S3ImageStore(ImageStore):
         return result
 
     async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
-        def open_and_read() -> tuple[Any, bytes]:
-            body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
-            try:
-                return body, body.read(chunk_size)
-            except BaseException:
-                body.close()
-                raise
-
-        body, chunk = await self._call("GetObject", open_and_read, key=key)
+        # The first part streams while the next ones are fetched in parallel,
+        # each conditional on the first's ETag: the reader never mixes the bytes
+        # of two versions of the object, and an object of one part takes one request.
+        part_size = self.config.part_size
+        first = await self._call(
+            "GetObject",
+            functools.partial(open_first_part, self.client, self.name, key),
+            key=key,
+            part_size=part_size,
+            amount=chunk_size,
+        )
+        body, received, size, etag = first.body, first.received, first.size, first.etag
+        rest: RangedParts | None = None
+        if received < size:
+            rest = RangedParts(
+                functools.partial(self._read_part, key, etag),
+                start=received,
+                end=size,
+                part_size=part_size,
+                concurrency=self.config.multipart_concurrency,
+            )
+            rest.start()
+        cutter = ChunkCutter(chunk_size)
         try:
+            chunk = first.head
             while chunk:
-                yield chunk
+                for piece in cutter.cut(chunk):
+                    yield piece
                 chunk = await self._call("GetObject", body.read, key=key, amt=chunk_size)
+            if rest is not None:
+                async for part in rest:
+                    for piece in cutter.cut(part):
+                        yield piece
+            if tail := cutter.rest():
+                yield tail
         finally:
             body.close()
+            if rest is not None:
+                await rest.aclose()
+
+    async def _read_part(self, key: str, etag: str, begin: int, stop: int) -> bytes:
+        try:
+            data: bytes = await self._call(
+                "GetObject",
+                functools.partial(read_part, self.client, self.name, key),
+                key=key,
+                etag=etag,
+                byte_range=(begin, stop),
+            )
+        except StorageError as exc:
+            if is_replaced(exc.__cause__):
+                raise StorageError(
+                    f"{key!r} in bucket {self.name!r} was replaced while it was being read; "
+                    "read it again"
+                ) from exc
+            raise
+        return data
 
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         if not self.config.sorts_listings:

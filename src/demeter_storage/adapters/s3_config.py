@@ -92,8 +92,8 @@ class S3Config:
         part_size: the size of each multipart part (5 MiB to 5 GiB).
         multipart_concurrency: parts uploaded at once; peak memory of a streamed
             put is about ``multipart_threshold + part_size * multipart_concurrency``.
-            ``ObstoreImageStore.stream`` also reads an object larger than
-            ``part_size`` in parts, this many at once after the first.
+            ``stream`` also reads an object larger than ``part_size`` in
+            parts, this many at once after the first.
         listing_order: ``"server"`` trusts the server to list keys in UTF-8 order
             (AWS does); ``"sorted"`` collects a listing and sorts it (some
             S3-compatible servers, SeaweedFS among them, list directory by
