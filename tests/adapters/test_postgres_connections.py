@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ from demeter_storage.adapters.sqlalchemy_repository import (
     SqlAlchemyMetadataRepository,
     create_engine,
 )
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
+from demeter_storage.adapters.sqlalchemy_schema import TABLE_NAME, create_schema
 from demeter_storage.domain.errors import ImageAlreadyExists
 from demeter_storage.domain.records import ImageKind, ImageState
 from demeter_storage.testing.metadata_contract import make_record
@@ -138,3 +139,55 @@ async def test_the_fast_path_reads_back_what_sqlalchemy_reads(
             await repository.add(make_record(key="s1/child.png"))
     finally:
         await repository.aclose()
+
+
+async def test_an_insert_cancelled_mid_statement_leaves_a_usable_pool(
+    postgres_url: str, schema: str
+) -> None:
+    repository = await _repository(postgres_url, schema, ping_idle_after=3600)
+    blocker = create_engine(postgres_url, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        record = make_record()
+        async with blocker.connect() as holding:
+            # An uncommitted row with the same key: the insert waits on its lock.
+            await holding.execute(
+                sa.text(
+                    f"INSERT INTO {TABLE_NAME} (image_id, kind, session_id, bucket, key, "
+                    "filename, content_type, state, created_at, updated_at, user_metadata) "
+                    "VALUES (:id, 'original', 's1', :bucket, :key, 'a.jpg', 'image/jpeg', "
+                    "'uploading', now(), now(), '{}')"
+                ),
+                {"id": uuid.uuid4(), "bucket": record.bucket, "key": record.key},
+            )
+            waiting = asyncio.create_task(repository.add(record))
+            await _until_waiting_on_a_lock(postgres_url, schema)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await holding.rollback()
+        other = make_record(key="s1/b.jpg")
+        await repository.add(other)  # the pool's only connection was replaced
+        assert await repository.get(other.image_id) == other
+    finally:
+        await blocker.dispose()
+        await repository.aclose()
+
+
+async def _until_waiting_on_a_lock(postgres_url: str, schema: str) -> None:
+    admin = create_engine(postgres_url)
+    try:
+        for _ in range(200):
+            async with admin.connect() as connection:
+                waiting = await connection.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = :name AND wait_event_type = 'Lock'"
+                    ),
+                    {"name": schema},
+                )
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the insert never waited on the lock")
+    finally:
+        await admin.dispose()

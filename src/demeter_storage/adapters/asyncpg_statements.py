@@ -1,12 +1,12 @@
 """The upload path's two statements, sent straight to asyncpg on PostgreSQL.
 
 Every upload writes its record twice: ``uploading`` before the object is
-stored, ``ready`` after. Through SQLAlchemy's execution layer the pair cost
-about 600 µs of client CPU; sent straight to the asyncpg connection (same
-pool, same connection, asyncpg's own prepared-statement cache) about 300 µs
-(``docs/benchmarks.md``, service overhead). The SQL is rendered once from
-the table definition with SQLAlchemy's identifier quoting, so the two paths
-can never disagree on names.
+stored, ``ready`` after. The profile of ``upload_original`` showed
+SQLAlchemy's execution layer costing more client CPU than asyncpg's own work
+for these two statements, so they go straight to the asyncpg connection
+(from the same pool; asyncpg caches their prepared statements). The SQL is
+rendered once from the table definition with SQLAlchemy's identifier
+quoting, so the two paths can never disagree on names.
 
 Errors are translated here as the SQLAlchemy path translates them: a lost
 connection is invalidated (the pool replaces it) and becomes

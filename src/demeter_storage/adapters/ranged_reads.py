@@ -45,8 +45,9 @@ class RangedParts:
     """Bytes ``[start, end)`` of an object, fetched in parts, several at once, read in order.
 
     ``fetch(begin, stop)`` returns the bytes ``[begin, stop)``. At most
-    ``concurrency`` parts are in flight or waiting to be read, so memory stays
-    bounded by ``part_size * concurrency`` whatever the object's size. Call
+    ``concurrency`` parts are in flight or waiting to be read, besides the one
+    the reader holds, so memory stays bounded by about
+    ``part_size * (concurrency + 1)`` whatever the object's size. Call
     :meth:`start` to begin fetching before reading, and :meth:`aclose` once
     done: it cancels the parts still in flight.
     """
