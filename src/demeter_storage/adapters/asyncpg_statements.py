@@ -56,6 +56,7 @@ class AsyncpgStatements:
         quote = engine.dialect.identifier_preparer
         table = quote.format_table(images)
         self._insert_columns = [c.name for c in images.c if c.name not in _UNSET_ON_INSERT]
+        self._metadata_at = self._insert_columns.index("user_metadata")  # sent as JSON text
         names = ", ".join(quote.quote(name) for name in self._insert_columns)
         slots = ", ".join(f"${number}" for number in range(1, len(self._insert_columns) + 1))
         self._insert_sql = f"INSERT INTO {table} ({names}) VALUES ({slots})"  # noqa: S608
@@ -93,8 +94,7 @@ class AsyncpgStatements:
             SQLAlchemy's ``IntegrityError`` says on the other path.
         """
         arguments = [values.get(name) for name in self._insert_columns]
-        metadata_at = self._insert_columns.index("user_metadata")
-        arguments[metadata_at] = json.dumps(arguments[metadata_at])
+        arguments[self._metadata_at] = json.dumps(arguments[self._metadata_at])
         try:
             async with self._driver("insert") as driver:
                 await driver.execute(self._insert_sql, *arguments)

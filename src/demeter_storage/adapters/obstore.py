@@ -36,7 +36,7 @@ from demeter_storage.adapters.obstore_config import build_obstore_store
 from demeter_storage.adapters.obstore_control import Boto3Companion
 from demeter_storage.adapters.obstore_errors import RANGE_NOT_SATISFIABLE, http_status, translate
 from demeter_storage.adapters.obstore_streams import HashedSource, sha256_of, start_after
-from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts
+from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
 from demeter_storage.adapters.s3 import CONTENT_TYPE_METADATA, SHA256_METADATA, validate_bucket_name
 from demeter_storage.adapters.s3_config import S3Config
 from demeter_storage.domain.errors import StorageError, ValidationError
@@ -324,10 +324,7 @@ class ObstoreImageStore(ImageStore):
             return await self._call("GetObject", key, read)
         except StorageError as exc:
             if isinstance(exc.__cause__, obstore_exceptions.PreconditionError):
-                raise StorageError(
-                    f"{key!r} in bucket {self.name!r} was replaced while it was being read; "
-                    "read it again"
-                ) from exc
+                raise replaced_while_read(self.name, key) from exc
             raise
 
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:

@@ -12,6 +12,15 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from demeter_storage.domain.errors import StorageError
+
+
+def replaced_while_read(bucket: str, key: str) -> StorageError:
+    """The error of a read whose object was replaced between two of its parts."""
+    return StorageError(
+        f"{key!r} in bucket {bucket!r} was replaced while it was being read; read it again"
+    )
+
 
 class ChunkCutter:
     """Re-cuts pieces of any size into chunks of exactly ``chunk_size`` bytes.

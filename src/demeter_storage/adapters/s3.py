@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 
 from demeter_storage.adapters.log_redaction import watch_client
-from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts
+from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
 from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import error_code, translate
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
@@ -354,10 +354,7 @@ class S3ImageStore(ImageStore):
             )
         except StorageError as exc:
             if is_replaced(exc.__cause__):
-                raise StorageError(
-                    f"{key!r} in bucket {self.name!r} was replaced while it was being read; "
-                    "read it again"
-                ) from exc
+                raise replaced_while_read(self.name, key) from exc
             raise
         return data
 
