@@ -1,5 +1,6 @@
 """Fixtures shared by the adapters' tests."""
 
 from tests.adapters.fake_s3 import fake_s3
+from tests.adapters.postgres_schema import admin, schema
 
-__all__ = ["fake_s3"]
+__all__ = ["admin", "fake_s3", "schema"]

@@ -165,7 +165,9 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         return f"SqlAlchemyMetadataRepository(url={self.engine.url!r})"
 
     async def aclose(self) -> None:
-        """Dispose of the engine when the repository owns it."""
+        """Wait for the writes in flight; dispose of the engine when the repository owns it."""
+        if self._statements is not None:
+            await self._statements.aclose()
         if self._owns_engine:
             await self.engine.dispose()
 
