@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import functools
 import hashlib
+import io
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, bu
 from demeter_storage.adapters.s3_errors import error_code, translate
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
 from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
+from demeter_storage.adapters.s3_payload_signing import known_payload, reuse_payload_hashes
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
 from demeter_storage.domain.errors import ConfigurationError, StorageError
@@ -102,6 +104,7 @@ class S3ImageStore(ImageStore):
         self._owns_client = client is None
         self.client: S3Client = client if client is not None else build_s3_client(self.config)
         watch_client(self.client)  # botocore logs session tokens at DEBUG
+        reuse_payload_hashes(self.client)
         pool = getattr(self.client.meta.config, "max_pool_connections", None)
         if pool is not None and pool < self.config.max_concurrency:
             logger.warning(
@@ -197,14 +200,16 @@ class S3ImageStore(ImageStore):
             # The SHA-256 goes into metadata; on the wire botocore's CRC32 protects
             # the bytes (the server checks it, cheaper for both sides).
             sha256 = hashlib.sha256(data).hexdigest()
-            response = self.client.put_object(
-                Bucket=self.name,
-                Key=key,
-                Body=data,
-                ContentType=content_type,
-                Metadata=_stored_metadata(metadata, content_type, sha256),
-                ChecksumAlgorithm="CRC32",
-            )
+            body = io.BytesIO(data)  # shares data's buffer; botocore would wrap it anyway
+            with known_payload(body, sha256):  # over HTTP, SigV4 signs this same hash
+                response = self.client.put_object(
+                    Bucket=self.name,
+                    Key=key,
+                    Body=body,
+                    ContentType=content_type,
+                    Metadata=_stored_metadata(metadata, content_type, sha256),
+                    ChecksumAlgorithm="CRC32",
+                )
             return sha256, dict(response)
 
         sha256, response = await self._call("PutObject", hash_and_put, key=key)
