@@ -18,20 +18,18 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-
-from botocore.exceptions import ClientError
 
 from demeter_storage.adapters.log_redaction import watch_client
 from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
-from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config, build_s3_client
-from demeter_storage.adapters.s3_errors import error_code, translate
-from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
+from demeter_storage.adapters.s3_bucket import S3Bucket
+from demeter_storage.adapters.s3_config import S3Config, build_s3_client
+from demeter_storage.adapters.s3_errors import translate
 from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
 from demeter_storage.adapters.s3_payload_signing import known_payload, reuse_payload_hashes
+from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
-from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
 from demeter_storage.domain.errors import ConfigurationError, StorageError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.lifecycle import LifecyclePolicy
@@ -115,7 +113,10 @@ class S3ImageStore(ImageStore):
                 self.config.max_concurrency,
                 self.config.max_concurrency,
             )
-        self._signer: QuerySigner | None = None
+        self._presigner = S3Presigner(self.name, self.client, self.config, clock)
+        self._bucket = S3Bucket(
+            self.name, self.client, self._call, endpoint_url=self.config.endpoint_url
+        )
         self._executor = ThreadPoolExecutor(
             max_workers=self.config.max_concurrency, thread_name_prefix=f"demeter-s3-{bucket}"
         )
@@ -424,105 +425,20 @@ class S3ImageStore(ImageStore):
     # URLs and the bucket itself
 
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
-        now = self._clock()
-        signed_at, lifetime = now, expires_in
-        window = self.config.presign_stable_seconds
-        if window is not None and expires_in + window <= MAX_PRESIGN_SECONDS:
-            # Sign at the window's start and live a window longer: every URL of
-            # the window is the same, and none ends before the asked expiry.
-            start = int(now.timestamp()) // window * window
-            signed_at = datetime.fromtimestamp(start, UTC)
-            lifetime = expires_in + window
-        signer = self._signer or self._build_signer()
-        try:
-            if signer is not None:
-                url = signer.sign(method, key, signed_at, lifetime)
-            else:
-                url = self._presign_with_botocore(method, key, lifetime)
-        except Exception as exc:
-            raise translate(exc, operation="presign", bucket=self.name, key=key) from exc
-        return PresignedUrl(
-            url=url, method=method, expires_at=signed_at + timedelta(seconds=lifetime)
-        )
+        return self._presigner.url(key, expires_in, method)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int
     ) -> PresignedPost:
-        now = self._clock()
-        try:
-            form = self.client.generate_presigned_post(
-                Bucket=self.name,
-                Key=key,
-                Fields={"Content-Type": content_type},
-                Conditions=[
-                    {"Content-Type": content_type},
-                    ["content-length-range", 1, max_size],
-                ],
-                ExpiresIn=expires_in,
-            )
-        except Exception as exc:
-            raise translate(exc, operation="presign_post", bucket=self.name, key=key) from exc
-        return PresignedPost(
-            url=form["url"], fields=form["fields"], expires_at=now + timedelta(seconds=expires_in)
-        )
-
-    def _presign_with_botocore(self, method: str, key: str, expires_in: int = 3600) -> str:
-        client_method = "get_object" if method == "GET" else "put_object"
-        return self.client.generate_presigned_url(
-            client_method, Params={"Bucket": self.name, "Key": key}, ExpiresIn=expires_in
-        )
-
-    def _build_signer(self) -> QuerySigner | None:
-        """The fast signer, or None to let botocore sign (no credentials, an odd client)."""
-        # botocore keeps a client's credentials on its request signer and has
-        # no public accessor; without them botocore signs (or says why it cannot).
-        credentials = getattr(getattr(self.client, "_request_signer", None), "_credentials", None)
-        if credentials is None or not hasattr(credentials, "get_frozen_credentials"):
-            return None
-        try:
-            shape = url_shape(self._presign_with_botocore)
-        except Exception:
-            return None
-        self._signer = QuerySigner(shape, credentials.get_frozen_credentials)
-        return self._signer
+        return self._presigner.post(key, content_type, max_size, expires_in)
 
     # Lifecycle: written into the bucket's configuration; the server enforces it.
 
-    async def _bucket_lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
-        try:
-            response = await self._call(
-                "GetBucketLifecycleConfiguration",
-                self.client.get_bucket_lifecycle_configuration,
-                Bucket=self.name,
-            )
-        except StorageError as exc:
-            cause = exc.__cause__
-            missing = "NoSuchLifecycleConfiguration"
-            if isinstance(cause, ClientError) and error_code(cause) == missing:
-                return []
-            raise
-        return [dict(rule) for rule in response.get("Rules", [])]
-
     async def _apply_lifecycle(self, policy: LifecyclePolicy) -> None:
-        existing = await self._bucket_lifecycle_rules()
-        wanted = LifecyclePolicy(rules=sorted(policy.rules, key=lambda rule: rule.id))
-        if managed_policy(existing) == wanted:
-            return  # applying twice changes nothing, not even the bucket's configuration
-        rules = merged_rules(existing, wanted)
-        if rules:
-            await self._call(
-                "PutBucketLifecycleConfiguration",
-                self.client.put_bucket_lifecycle_configuration,
-                Bucket=self.name,
-                LifecycleConfiguration={"Rules": rules},
-            )
-        else:
-            await self._call(
-                "DeleteBucketLifecycle", self.client.delete_bucket_lifecycle, Bucket=self.name
-            )
+        await self._bucket.apply_lifecycle(policy)
 
     async def _get_lifecycle(self) -> LifecyclePolicy:
-        return managed_policy(await self._bucket_lifecycle_rules())
+        return await self._bucket.lifecycle()
 
     async def _sweep(self, now: datetime, dry_run: bool) -> builtins.list[ObjectInfo]:
         return []  # S3 enforces the bucket's lifecycle configuration itself
@@ -533,32 +449,7 @@ class S3ImageStore(ImageStore):
         Raises:
             ConfigurationError: the credentials may not read or create the bucket.
         """
-        try:
-            await self._call("HeadBucket", self.client.head_bucket, Bucket=self.name)
-            return False
-        except ConfigurationError as exc:
-            if not _is_missing_bucket(exc):
-                raise
-        kwargs: dict[str, Any] = {"Bucket": self.name}
-        region = self.client.meta.region_name
-        if region and region != "us-east-1" and self.config.endpoint_url is None:
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            await self._call("CreateBucket", self.client.create_bucket, **kwargs)
-        except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and error_code(cause) in (
-                "BucketAlreadyOwnedByYou",
-                "BucketAlreadyExists",
-            ):
-                return False
-            if isinstance(exc, ConfigurationError):
-                raise ConfigurationError(
-                    f"bucket {self.name!r} does not exist and these credentials may not create "
-                    f"it ({exc}); create it once with an admin identity, or grant s3:CreateBucket"
-                ) from exc
-            raise
-        return True
+        return await self._bucket.ensure()
 
 
 def _stored_metadata(
@@ -568,15 +459,6 @@ def _stored_metadata(
     if sha256 is not None:
         stored[SHA256_METADATA] = sha256
     return stored
-
-
-def _is_missing_bucket(exc: ConfigurationError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, ClientError) and error_code(cause) in (
-        "NoSuchBucket",
-        "404",
-        "NotFound",
-    )
 
 
 def _is_valid_key(key: str) -> bool:
