@@ -124,10 +124,7 @@ class AsyncpgStatements:
             + unclaimed_upload.format(table=table)
             + f" RETURNING {table}.*"
         )
-        self._remove_sql = (
-            f"DELETE FROM {table} WHERE {column('image_id')} = ANY($1::uuid[]) "  # noqa: S608
-            f"AND {column('state')} = $2"
-        )
+        self._remove_sql = f"DELETE FROM {table} WHERE {column('image_id')} = ANY($1::uuid[])"  # noqa: S608
         self._inserts: BatchWriter[_Session, list[Any], bool] = BatchWriter(
             self._insert_batch,
             session=self._session,
@@ -214,7 +211,7 @@ class AsyncpgStatements:
         ids = [row[self._id_at] for row, inserted in abandoned if inserted]
         if ids:
             async with self._translated(session, "delete"):
-                await session.driver.execute(self._remove_sql, ids, ImageState.UPLOADING.value)
+                await session.driver.execute(self._remove_sql, ids)
 
     async def mark_ready(
         self,
