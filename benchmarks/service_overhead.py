@@ -7,7 +7,9 @@ The service is built the way applications build it, by ``build_service`` from
 by the same composition root (``build_stores``) with the same settings. Each
 upload is a real small JPEG under a fresh key. PostgreSQL gets a database of
 its own, dropped at the end; SQLite is the embedded default (WAL, full fsync)
-under a temporary directory.
+under a temporary directory. When obstore is installed, the bare store and the
+PostgreSQL service are measured again on the obstore engine (``S3_ENGINE=obstore``),
+each compared with the bare store of its own engine.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from common import (
     log,
     markdown_table,
     number,
+    obstore_installed,
     option,
     ratio,
     seaweedfs,
@@ -59,6 +62,10 @@ DEFAULT_POSTGRES_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/test
 BARE: Final = "bare store `put`"
 SQLITE: Final = "`upload_original`, SQLite"
 POSTGRES: Final = "`upload_original`, PostgreSQL"
+BARE_OBSTORE: Final = "bare store `put`, obstore engine"
+POSTGRES_OBSTORE: Final = "`upload_original`, PostgreSQL, obstore engine"
+BASELINES: Final = {POSTGRES_OBSTORE: BARE_OBSTORE, BARE_OBSTORE: BARE_OBSTORE}
+"""The bare store each contender is compared with (the default engine's unless listed)."""
 TARGET_RATIO: Final = 0.80
 TARGET_CONCURRENCY: Final = 16
 DEFAULTS: Final = {"rounds": 5, "uploads": 400, "concurrency": [1, 16]}
@@ -170,7 +177,34 @@ async def build_stacks(
         )
         stacks.closers.append(postgres.aclose)
         stacks.uploads[POSTGRES] = _service_upload(postgres, data)
+    if obstore_installed():
+        await _add_obstore_engine(stacks, server, data, postgres_url)
+    else:
+        stacks.notes.append("obstore engine left out: obstore is not installed")
     return stacks
+
+
+async def _add_obstore_engine(
+    stacks: Stacks, server: SeaweedFSServer, data: bytes, postgres_url: str | None
+) -> None:
+    """The bare store and the PostgreSQL service again, on the obstore engine."""
+    bare, other = build_stores(settings(server, "bare-obstore", s3_engine="obstore"))
+    await other.aclose()
+    stacks.closers.append(bare.aclose)
+    await bare.ensure_bucket()  # type: ignore[attr-defined]  # passed through to the adapter
+    stacks.uploads[BARE_OBSTORE] = _store_upload(bare, data)
+    if postgres_url is not None:
+        service = await build_service(
+            settings(
+                server,
+                "postgres-obstore",
+                database_url=postgres_url,
+                create_schema=True,
+                s3_engine="obstore",
+            )
+        )
+        stacks.closers.append(service.aclose)
+        stacks.uploads[POSTGRES_OBSTORE] = _service_upload(service, data)
 
 
 async def _pass(
@@ -208,6 +242,7 @@ async def measure(
     stacks: Stacks | None = None
     try:
         stacks = await build_stacks(server, work_dir, data, postgres_url)
+        notes += stacks.notes
         contenders = list(stacks.uploads)
         shuffler = random.Random(seed)
         log(f"warm-up: every contender uploads {uploads} images once")
@@ -249,8 +284,8 @@ def report(
     """The markdown section: one row per concurrency and contender."""
     rows: list[list[str]] = []
     for concurrency in dict.fromkeys(c for c, _ in rates):
-        baseline = Summary.of(rates[(concurrency, BARE)]).median
         for name in contenders:
+            baseline = Summary.of(rates[(concurrency, BASELINES.get(name, BARE))]).median
             summary = Summary.of(rates[(concurrency, name)])
             rows.append(
                 [
@@ -287,7 +322,9 @@ def report(
         '"ms per upload" is the latency one upload sees at that concurrency '
         '(concurrency / rate); "CPU ms per upload" is this process\'s CPU time (every '
         "thread: the event loop's and boto3's) divided by the uploads; the database and "
-        "SeaweedFS servers are not counted.\n\n"
+        "SeaweedFS servers are not counted. The obstore-engine rows (`S3_ENGINE=obstore`: "
+        "`ResilientImageStore(ObstoreImageStore)`) are compared with the obstore engine's "
+        "bare store.\n\n"
         f"{notes_text}"
     )
 
@@ -310,6 +347,8 @@ def targets(rates: Rates, cpu_ms: Rates) -> list[Target]:
         "the record written twice (`uploading`, then `ready`) through asyncpg, the checks "
         "and the URL, and more contention between the event loop and boto3's threads. "
         "Both writes are needed for an upload never to orphan an object or a row; "
+        "concurrent uploads share them (batched statements). On the obstore engine, whose "
+        "I/O runs outside Python, see the section's obstore rows; "
         "`benchmarks/profile_service.py` breaks the time down"
     )
     return [Target(name, goal, measured, service / bare >= TARGET_RATIO, limit)]
