@@ -74,13 +74,19 @@ class FakeStore:
         await self.in_flight.wait()
         return first
 
+    @staticmethod
+    async def queue(writer: BatchWriter[int, str, str], *items: str) -> list[asyncio.Task[str]]:
+        """Submit ``items``, each in a task of its own, and let them reach the writer's queue."""
+        tasks = [asyncio.create_task(writer.submit(item)) for item in items]
+        await asyncio.sleep(0)
+        return tasks
+
 
 async def test_a_lone_write_goes_alone_and_the_writes_meanwhile_go_together() -> None:
     store = FakeStore()
     writer = store.writer()
     first = await store.hold_first(writer, "a")
-    later = [asyncio.create_task(writer.submit(item)) for item in ("b", "c", "d")]
-    await asyncio.sleep(0)
+    later = await store.queue(writer, "b", "c", "d")
     store.release.set()
     assert await first == "a@1"
     assert await asyncio.gather(*later) == ["b@1", "c@1", "d@1"]
@@ -94,8 +100,7 @@ async def test_batches_keep_to_their_size_and_sessions_to_their_share() -> None:
     store = FakeStore()
     writer = store.writer(max_batch=2, batches_per_session=2)
     first = await store.hold_first(writer, "a")
-    later = [asyncio.create_task(writer.submit(f"item{n}")) for n in range(5)]
-    await asyncio.sleep(0)
+    later = await store.queue(writer, *(f"item{n}" for n in range(5)))
     store.release.set()
     await asyncio.gather(first, *later)
     assert store.batches == [["a"], ["item0", "item1"], ["item2", "item3"], ["item4"]]
@@ -107,8 +112,7 @@ async def test_two_writes_to_one_row_never_share_a_batch() -> None:
     store = FakeStore()
     writer = store.writer()
     first = await store.hold_first(writer, "x")
-    later = [asyncio.create_task(writer.submit(item)) for item in ("y#1", "y#2", "z")]
-    await asyncio.sleep(0)
+    later = await store.queue(writer, "y#1", "y#2", "z")
     store.release.set()
     assert await asyncio.gather(first, *later) == ["x@1", "y#1@1", "y#2@1", "z@1"]
     assert store.batches == [["x"], ["y#1", "z"], ["y#2"]]
@@ -118,9 +122,7 @@ async def test_each_caller_gets_its_own_outcome() -> None:
     store = FakeStore()
     writer = store.writer()
     first = await store.hold_first(writer, "a")
-    good = asyncio.create_task(writer.submit("good"))
-    bad = asyncio.create_task(writer.submit("bad"))
-    await asyncio.sleep(0)
+    good, bad = await store.queue(writer, "good", "bad")
     store.release.set()
     await first
     assert await good == "good@1"
@@ -133,8 +135,7 @@ async def test_a_failed_batch_fails_its_callers_and_ends_its_session() -> None:
     store = FakeStore()
     writer = store.writer()
     first = await store.hold_first(writer, "a")
-    later = [asyncio.create_task(writer.submit(item)) for item in ("b", "c")]
-    await asyncio.sleep(0)
+    later = await store.queue(writer, "b", "c")
     store.fail_batch = ConnectionError("lost")
     store.release.set()
     with pytest.raises(ConnectionError, match="lost"):
@@ -170,9 +171,7 @@ async def test_a_caller_cancelled_before_its_batch_goes_writes_nothing() -> None
     store = FakeStore()
     writer = store.writer()
     first = await store.hold_first(writer, "a")
-    cancelled = asyncio.create_task(writer.submit("never"))
-    kept = asyncio.create_task(writer.submit("kept"))
-    await asyncio.sleep(0)
+    cancelled, kept = await store.queue(writer, "never", "kept")
     cancelled.cancel()
     store.release.set()
     await asyncio.gather(first, kept)
@@ -221,8 +220,7 @@ async def test_a_writer_cancelled_with_the_loop_cancels_its_callers() -> None:
     store = FakeStore()
     writer = store.writer()
     first = await store.hold_first(writer, "a")
-    waiting = asyncio.create_task(writer.submit("b"))
-    await asyncio.sleep(0)
+    (waiting,) = await store.queue(writer, "b")
     assert writer._writer is not None
     writer._writer.cancel()
     for task in (first, waiting):
