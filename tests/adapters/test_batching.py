@@ -199,7 +199,7 @@ async def test_what_was_written_for_a_caller_cancelled_in_flight_is_undone(
     first.cancel()
     store.release.set()
     with caplog.at_level(logging.WARNING, logger="demeter_storage.adapters.batching"):
-        assert await writer.submit("c") == "c@2"
+        assert await writer.submit("c") == "c@3"  # a new session, after the failed undo
     assert "could not undo 1 write(s)" in caplog.text
 
 

@@ -134,7 +134,8 @@ class BatchWriter(Generic[SessionT, ItemT, ResultT]):
             if not self._sending:
                 return
             outcomes = await self._run(session, [item for item, _ in self._sending])
-            await self._undo(session, self._settle(self._sending, outcomes))
+            if not await self._undo(session, self._settle(self._sending, outcomes)):
+                return  # the session may be broken: the next batch gets a new one
 
     def _fail(self, exc: Exception, opened: bool) -> None:
         if self._sending:  # the batch in flight failed
@@ -150,9 +151,10 @@ class BatchWriter(Generic[SessionT, ItemT, ResultT]):
         while self._writer is not None:
             await asyncio.wait({self._writer})
 
-    async def _undo(self, session: SessionT, abandoned: list[tuple[ItemT, ResultT]]) -> None:
+    async def _undo(self, session: SessionT, abandoned: list[tuple[ItemT, ResultT]]) -> bool:
+        """Undo the abandoned writes; False if that failed (logged, never raised)."""
         if not abandoned or self._abandoned is None:
-            return
+            return True
         try:
             await self._abandoned(session, abandoned)
         except Exception:
@@ -161,6 +163,8 @@ class BatchWriter(Generic[SessionT, ItemT, ResultT]):
                 len(abandoned),
                 exc_info=True,
             )
+            return False
+        return True
 
     def _settle(
         self,
