@@ -319,7 +319,12 @@ class MetadataRepository(abc.ABC):
 
     @abc.abstractmethod
     async def add(self, record: ImageRecord) -> None:
-        """Insert a new record."""
+        """Insert a new record.
+
+        Raises:
+            ImageAlreadyExists: its id or key is taken.
+            ValidationError: its ``parent_id`` names no record.
+        """
 
     @abc.abstractmethod
     async def get(self, image_id: uuid.UUID) -> ImageRecord | None:

@@ -23,7 +23,7 @@ from demeter_storage.adapters.sqlalchemy_repository import (
     create_engine,
 )
 from demeter_storage.adapters.sqlalchemy_schema import TABLE_NAME
-from demeter_storage.domain.errors import ImageAlreadyExists, StorageError
+from demeter_storage.domain.errors import ImageAlreadyExists, ValidationError
 from demeter_storage.domain.records import ImageRecord, ImageState
 from demeter_storage.testing.metadata_contract import T0, make_record
 from tests.adapters.postgres_schema import key_locked, repository_in, until_waiting_on_a_lock
@@ -124,7 +124,8 @@ async def test_a_row_the_batch_refuses_fails_alone_and_the_others_are_written(
         outcomes = await _queued_behind_an_insert(
             postgres_url, admin, schema, repository, [good[0], orphan, good[1], good[2]]
         )
-        assert isinstance(outcomes[1], StorageError)
+        assert isinstance(outcomes[1], ValidationError)
+        assert "names no image record" in str(outcomes[1])
         assert [outcomes[0], *outcomes[2:]] == [None, None, None]
         for record in good:
             assert await repository.get(record.image_id) == record

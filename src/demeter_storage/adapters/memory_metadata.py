@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from demeter_storage.domain.errors import ImageAlreadyExists
+from demeter_storage.domain.errors import ImageAlreadyExists, missing_parent
 from demeter_storage.domain.records import ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
 
@@ -80,6 +80,8 @@ class InMemoryMetadataRepository(MetadataRepository):
             raise ImageAlreadyExists(
                 record.bucket, record.key, holder.image_id if holder else record.image_id
             )
+        if record.parent_id is not None and record.parent_id not in self._records:
+            raise missing_parent(record.parent_id)
         self._store(attrs.evolve(record, visualization_keys=()))
 
     async def get(self, image_id: uuid.UUID) -> ImageRecord | None:

@@ -27,6 +27,7 @@ from demeter_storage.domain.errors import (
     ImageAlreadyExists,
     StorageError,
     StorageUnavailable,
+    missing_parent,
 )
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
@@ -240,6 +241,12 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         }
         if not await self._insert(values):
             holder = await self.get_by_key(record.bucket, record.key)
+            if (
+                holder is None
+                and record.parent_id is not None
+                and await self.get(record.parent_id) is None
+            ):
+                raise missing_parent(record.parent_id)  # the foreign key refused it
             raise ImageAlreadyExists(
                 record.bucket, record.key, holder.image_id if holder else record.image_id
             )

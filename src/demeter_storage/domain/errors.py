@@ -103,3 +103,11 @@ class UploadAlreadyCompleted(ValidationError):
             f"the direct upload of image {image_id} was completed already; "
             "fetch it with get_image()"
         )
+
+
+def missing_parent(parent_id: object) -> ValidationError:
+    """The error for a record whose ``parent_id`` names no record (nothing was written)."""
+    return ValidationError(
+        f"parent_id {parent_id} names no image record; nothing was written (was the "
+        "original deleted meanwhile?)"
+    )

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
-from demeter_storage.domain.errors import ImageAlreadyExists
+from demeter_storage.domain.errors import ImageAlreadyExists, ValidationError
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
 
@@ -91,6 +91,20 @@ class MetadataRepositoryContract:
         with pytest.raises(ImageAlreadyExists):
             await repository.add(make_record("s1/other.jpg", image_id=first.image_id))
         await repository.add(make_record(bucket="demeter-photos-viz"))
+
+    async def test_a_record_whose_parent_is_missing_is_refused(
+        self, repository: MetadataRepository
+    ) -> None:
+        orphan = make_record("s1/viz_a.png", kind=ImageKind.VISUALIZATION, parent_id=uuid.uuid4())
+        with pytest.raises(ValidationError, match="names no image record") as caught:
+            await repository.add(orphan)
+        assert not isinstance(caught.value, ImageAlreadyExists)
+        assert await repository.get(orphan.image_id) is None
+        parent = make_record()
+        await repository.add(parent)
+        child = make_record("s1/viz_b.png", kind=ImageKind.VISUALIZATION, parent_id=parent.image_id)
+        await repository.add(child)
+        assert await repository.get(child.image_id) == child
 
     async def test_concurrent_adds_of_one_key_let_exactly_one_through(
         self, repository: MetadataRepository
