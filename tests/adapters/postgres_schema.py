@@ -85,15 +85,26 @@ async def key_locked(
 async def until_waiting_on_a_lock(admin: AsyncEngine, schema: str) -> None:
     """Return once a connection of ``schema``'s repository waits on a lock."""
     for _ in range(500):
-        async with admin.connect() as connection:
-            waiting = await connection.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = :name AND wait_event_type = 'Lock'"
-                ),
-                {"name": schema},
-            )
-        if waiting:
+        if await _backends(admin, schema, waiting_on_a_lock=True, terminate=False):
             return
         await asyncio.sleep(0.01)
     raise AssertionError("no statement ever waited on the lock")
+
+
+async def terminate_backends(admin: AsyncEngine, schema: str, *, waiting_on_a_lock: bool) -> int:
+    """End ``schema``'s repository connections server-side (only those waiting on a lock)."""
+    return await _backends(admin, schema, waiting_on_a_lock=waiting_on_a_lock, terminate=True)
+
+
+async def _backends(
+    admin: AsyncEngine, schema: str, *, waiting_on_a_lock: bool, terminate: bool
+) -> int:
+    """How many of ``schema``'s connections match, terminating them if asked."""
+    what = "pg_terminate_backend(pid)" if terminate else "pid"
+    waiting = " AND wait_event_type = 'Lock'" if waiting_on_a_lock else ""
+    async with admin.connect() as connection:
+        found = await connection.execute(
+            sa.text(f"SELECT {what} FROM pg_stat_activity WHERE application_name = :name{waiting}"),
+            {"name": schema},
+        )
+        return len(found.all())

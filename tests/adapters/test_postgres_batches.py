@@ -26,7 +26,12 @@ from demeter_storage.adapters.sqlalchemy_schema import TABLE_NAME
 from demeter_storage.domain.errors import ImageAlreadyExists, ValidationError
 from demeter_storage.domain.records import ImageRecord, ImageState
 from demeter_storage.testing.metadata_contract import T0, make_record
-from tests.adapters.postgres_schema import key_locked, repository_in, until_waiting_on_a_lock
+from tests.adapters.postgres_schema import (
+    key_locked,
+    repository_in,
+    terminate_backends,
+    until_waiting_on_a_lock,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -180,16 +185,43 @@ async def test_a_connection_lost_under_a_batch_fails_it_and_the_next_gets_a_new_
             await until_waiting_on_a_lock(admin, schema)
             writes = [asyncio.create_task(repository.add(record)) for record in queued]
             await asyncio.sleep(0.05)
-            async with admin.connect() as connection:
-                await connection.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = :name AND wait_event_type = 'Lock'"
-                    ),
-                    {"name": schema},
-                )
+            await terminate_backends(admin, schema, waiting_on_a_lock=True)
             with pytest.raises(StorageUnavailable, match="cannot reach the database"):
                 await held
             assert await _outcomes(writes) == [None, None, None]
         for record in queued:
             assert await repository.get(record.image_id) == record
+
+
+async def test_a_connection_lost_under_a_multi_row_batch_is_not_retried_row_by_row(
+    postgres_url: str, admin: AsyncEngine, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with repository_in(postgres_url, schema, ping_idle_after=3600) as repository:
+        statements = repository._statements
+        assert statements is not None
+        rows_alone: list[object] = []
+        insert_one = statements._insert_one
+
+        async def counted(session: Any, arguments: Any) -> bool:
+            rows_alone.append(arguments)
+            return await insert_one(session, arguments)
+
+        first = make_record(key="s1/first.jpg")
+        locked = make_record(key="s1/locked.jpg")
+        batch = [locked, make_record(key="s1/b.jpg"), make_record(key="s1/c.jpg")]
+        async with (
+            key_locked(postgres_url, schema, locked),
+            key_locked(postgres_url, schema, first) as holding_first,
+        ):
+            held = asyncio.create_task(repository.add(first))
+            await until_waiting_on_a_lock(admin, schema)
+            writes = [asyncio.create_task(repository.add(record)) for record in batch]
+            await asyncio.sleep(0.05)
+            monkeypatch.setattr(statements, "_insert_one", counted)
+            await holding_first.rollback()
+            await held
+            await until_waiting_on_a_lock(admin, schema)  # the batch of three, on locked's key
+            await terminate_backends(admin, schema, waiting_on_a_lock=True)
+            outcomes = await _outcomes(writes)
+        assert all(isinstance(outcome, StorageUnavailable) for outcome in outcomes)
+        assert rows_alone == []  # failed as one, never retried row by row on a dead connection

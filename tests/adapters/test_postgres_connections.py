@@ -17,7 +17,12 @@ from demeter_storage.adapters.sqlalchemy_repository import (
 from demeter_storage.domain.errors import ImageAlreadyExists
 from demeter_storage.domain.records import ImageKind, ImageState
 from demeter_storage.testing.metadata_contract import make_record
-from tests.adapters.postgres_schema import key_locked, repository_in, until_waiting_on_a_lock
+from tests.adapters.postgres_schema import (
+    key_locked,
+    repository_in,
+    terminate_backends,
+    until_waiting_on_a_lock,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -28,15 +33,7 @@ async def _kill_the_pooled_connection(
     """Use the pool's connection once (so the pool holds it), then end it server-side."""
     async with repository.engine.connect() as connection:
         await connection.execute(sa.text("SELECT 1"))
-    async with admin.connect() as connection:
-        killed = await connection.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = :name"
-            ),
-            {"name": schema},
-        )
-        assert len(killed.all()) == 1
+    assert await terminate_backends(admin, schema, waiting_on_a_lock=False) == 1
 
 
 async def test_an_idle_connection_killed_by_the_server_is_replaced_unnoticed(

@@ -199,7 +199,10 @@ class AsyncpgStatements:
                 answers = await session.driver.fetch(
                     self._insert_many_sql, *zip(*rows, strict=True)
                 )
-        except (asyncpg.IntegrityConstraintViolationError, _BatchRefused):
+        except StorageUnavailable:
+            raise  # the connection is gone: every row of the batch fails alike
+        except (asyncpg.IntegrityConstraintViolationError, StorageError):
+            # Refused as a whole (atomic: nothing written): each row's own outcome, one by one.
             return await _one_by_one(functools.partial(self._insert_one, session), rows)
         inserted = {uuid.UUID(int=answer[0].int) for answer in answers}
         return [row[self._id_at] in inserted for row in rows]
@@ -259,7 +262,10 @@ class AsyncpgStatements:
                     times,
                     ImageState.UPLOADING.value,
                 )
-        except (asyncpg.IntegrityConstraintViolationError, _BatchRefused):
+        except StorageUnavailable:
+            raise  # the connection is gone: every row of the batch fails alike
+        except (asyncpg.IntegrityConstraintViolationError, StorageError):
+            # Refused as a whole (atomic: nothing written): each row's own outcome, one by one.
             return await _one_by_one(functools.partial(self._mark_ready_one, session), updates)
         updated = {row.image_id: row for row in map(_namespace, rows)}
         return [updated.get(update.image_id) for update in updates]
@@ -268,11 +274,6 @@ class AsyncpgStatements:
 class _Session(NamedTuple):
     connection: AsyncConnection
     driver: asyncpg.Connection
-
-
-_BatchRefused: Final = StorageError
-"""What a batch that failed as a whole (and wrote nothing) raises: a database
-error other than a lost connection, which becomes ``StorageUnavailable``."""
 
 
 async def _one_by_one(
