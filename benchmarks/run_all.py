@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/run_all.py [--quick] [--skip-SECTION ...] [--output FILE]``
 (default output ``benchmarks/results.md``). Sections: presign, small, large,
-service, local, breaker. Each benchmark that needs S3 gets its own fresh
+service, local, breaker, hop. Each benchmark that needs S3 gets its own fresh
 SeaweedFS server, stopped when it is done.
 """
 
@@ -22,6 +22,7 @@ import local_store
 import presign
 import s3_throughput
 import service_overhead
+import thread_hop
 from common import Section, Stopwatch, Target, log, markdown_table, marked_section
 from machine import machine_markdown, now_utc
 from peers import s3fs_environment
@@ -91,6 +92,7 @@ BENCHMARKS: Final = [
     ),
     Benchmark("local", local_store, "the local store against raw file writes", []),
     Benchmark("breaker", breaker, "the open circuit breaker's fail-fast latency", []),
+    Benchmark("hop", thread_hop, "the hop from the event loop to a thread and back", []),
 ]
 
 METHOD: Final = """\

@@ -9,7 +9,6 @@ a circuit breaker (``build_service`` always does).
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import functools
 import hashlib
@@ -17,7 +16,6 @@ import io
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -30,6 +28,7 @@ from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSou
 from demeter_storage.adapters.s3_payload_signing import known_payload, reuse_payload_hashes
 from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
+from demeter_storage.adapters.worker_threads import WorkerThreads
 from demeter_storage.domain.errors import ConfigurationError, StorageError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.lifecycle import LifecyclePolicy
@@ -117,32 +116,29 @@ class S3ImageStore(ImageStore):
         self._bucket = S3Bucket(
             self.name, self.client, self._call, endpoint_url=self.config.endpoint_url
         )
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.config.max_concurrency, thread_name_prefix=f"demeter-s3-{bucket}"
-        )
+        self._threads = WorkerThreads(self.config.max_concurrency, name=f"demeter-s3-{bucket}")
 
     def __repr__(self) -> str:
         return f"S3ImageStore(bucket={self.name!r}, config={self.config!r})"
 
     async def aclose(self) -> None:
         """Stop the store's threads (and close the client it built)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
         if self._owns_client:
             self.client.close()
 
     async def _call(
         self, operation: str, fn: Callable[..., Any], *, key: str | None = None, **kwargs: Any
     ) -> Any:
-        """Run one boto3 call in the store's executor, translating its errors."""
-        loop = asyncio.get_running_loop()
+        """Run one boto3 call in the store's threads, translating its errors."""
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
+            return await self._threads.run(functools.partial(fn, **kwargs))
         except Exception as exc:
             raise translate(exc, operation=operation, bucket=self.name, key=key) from exc
 
     async def _in_executor(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` (local work: reading, hashing) in the store's executor."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        """Run ``fn`` (local work: reading, hashing) in the store's threads."""
+        return await self._threads.run(fn)
 
     # Writing
 

@@ -19,7 +19,7 @@ from typing import IO, Any, Protocol
 from demeter_storage.streams import Digest
 
 Call = Callable[..., Awaitable[Any]]
-"""``call(operation_name, fn, **kwargs)``: run ``fn`` in the store's executor, errors translated."""
+"""``call(operation_name, fn, **kwargs)``: run ``fn`` in the store's threads, errors translated."""
 
 
 Body = bytes | bytearray

@@ -1,4 +1,4 @@
-"""boto3 calls that read an object in parts (run in the S3 store's executor).
+"""boto3 calls that read an object in parts (run in the S3 store's threads).
 
 See :mod:`~demeter_storage.adapters.ranged_reads` for how the parts come together.
 """
