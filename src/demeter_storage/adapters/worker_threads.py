@@ -78,21 +78,26 @@ class _IdleCount:
 
 def _work(jobs: queue.SimpleQueue[_Job | None], idle: _IdleCount) -> None:
     while (job := jobs.get()) is not _STOP:
-        _run(*job)
+        _run(*job, idle)
         # The job (and its result) is not kept alive while the thread waits for the next.
         del job
-        with idle.lock:
-            idle.value += 1
 
 
-def _run(inbox: _Inbox, future: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
-    if future.done():  # a job cancelled before it started never runs
-        return
-    try:
-        outcome: _Outcome = (future, fn(), None)
-    except BaseException as error:
-        outcome = (future, None, error)
-    inbox.deliver(outcome)
+def _run(
+    inbox: _Inbox, future: asyncio.Future[Any], fn: Callable[[], Any], idle: _IdleCount
+) -> None:
+    outcome: _Outcome | None = None
+    if not future.done():  # a job cancelled before it started never runs
+        try:
+            outcome = (future, fn(), None)
+        except BaseException as error:  # the awaiting caller gets it, whatever it is
+            outcome = (future, None, error)
+    # Idle before the caller hears back: its next call (often made at once) then
+    # goes to this thread instead of starting another.
+    with idle.lock:
+        idle.value += 1
+    if outcome is not None:
+        inbox.deliver(outcome)
 
 
 def _stop_threads(jobs: queue.SimpleQueue[_Job | None], threads: list[threading.Thread]) -> None:
