@@ -233,8 +233,8 @@ def report(
         f"Median over {rounds} interleaved round(s), min-max across rounds, on {where}. "
         "Writes go to fresh keys in one directory. A durable `LocalImageStore.put` writes "
         "a temporary file (fsync), writes and renames a metadata sidecar (fsync), renames "
-        "the data over the object, then fsyncs the directory, each step in a worker thread "
-        "(`asyncio.to_thread`); `durable=False` skips the fsyncs. Reads by the store walk "
+        "the data over the object, then fsyncs the directory, each step in one of the store's "
+        "threads (`WorkerThreads`); `durable=False` skips the fsyncs. Reads by the store walk "
         "the path without following links and check the file (`O_NOFOLLOW`, `fstat`). "
         "Every read is compared with the bytes written.\n"
     )
