@@ -43,6 +43,8 @@ KiB: Final = 1024
 MiB: Final = 1024 * 1024
 BASELINE: Final = "raw boto3"
 """Every S3 contender's median is also given as a ratio to this one's."""
+RAW_FROM_ASYNCIO: Final = "raw boto3 from asyncio (`run_in_executor`)"
+"""A reference: raw boto3 as an asyncio caller must call it, each call hopping to a thread."""
 S3_STORE: Final = "S3ImageStore"
 RESILIENT: Final = "ResilientImageStore(S3ImageStore)"
 STORES: Final = (S3_STORE, RESILIENT)

@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from common import (
     BASELINE,
     OBSTORE_STORES,
+    RAW_FROM_ASYNCIO,
     RAW_OBSTORE,
     RESILIENT,
     RESILIENT_OBSTORE,
@@ -39,8 +40,12 @@ from peers import s3fs_python
 from demeter_storage.ports import ImageStore
 from demeter_storage.testing.seaweedfs import SeaweedFSServer
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 BUCKETS: Final = {
     BASELINE: "bench-boto3",
+    RAW_FROM_ASYNCIO: "bench-boto3-asyncio",
     S3_STORE: "bench-store",
     RESILIENT: "bench-resilient",
     RAW_OBSTORE: "bench-obstore",
@@ -80,7 +85,9 @@ def prepare(
     payload = os.urandom(size)
     payload_file = work_dir / "payload.bin"
     payload_file.write_bytes(payload)
-    setup = Setup(server, [BASELINE, *STORES], object_keys(objects), payload, payload_file)
+    setup = Setup(
+        server, [BASELINE, RAW_FROM_ASYNCIO, *STORES], object_keys(objects), payload, payload_file
+    )
     if obstore_installed():
         setup.contenders.append(RAW_OBSTORE)
     else:
@@ -95,25 +102,50 @@ def prepare(
     return setup
 
 
-def _boto3_pass(setup: Setup, case: Case) -> float:
-    """Seconds for one pass of raw boto3: ``concurrency`` threads sharing one client."""
-    direction, concurrency = case
-    client = server_client(setup.server, pool=concurrency)
-    bucket, payload = BUCKETS[BASELINE], setup.payload
+def _boto3_calls(
+    setup: Setup, contender: str, client: S3Client
+) -> dict[str, Callable[[str], None]]:
+    """Raw boto3's ``up`` and ``down`` of one key, into ``contender``'s bucket."""
+    bucket, payload = BUCKETS[contender], setup.payload
 
     def up(key: str) -> None:
         client.put_object(Bucket=bucket, Key=key, Body=payload)
 
     def down(key: str) -> None:
         if client.get_object(Bucket=bucket, Key=key)["Body"].read() != payload:
-            raise AssertionError(f"raw boto3 read back wrong bytes for {key}")
+            raise AssertionError(f"{contender} read back wrong bytes for {key}")
 
+    return {"up": up, "down": down}
+
+
+def _boto3_pass(setup: Setup, case: Case) -> float:
+    """Seconds for one pass of raw boto3: ``concurrency`` threads sharing one client."""
+    direction, concurrency = case
+    client = server_client(setup.server, pool=concurrency)
+    call = _boto3_calls(setup, BASELINE, client)[direction]
     try:
         with ThreadPoolExecutor(concurrency) as pool, Stopwatch() as watch:
-            list(pool.map(up if direction == "up" else down, setup.keys))
+            list(pool.map(call, setup.keys))
     finally:
         client.close()
     return watch.seconds
+
+
+async def _boto3_from_asyncio_pass(setup: Setup, case: Case) -> float:
+    """Seconds for raw boto3 called from coroutines: each call ``run_in_executor``."""
+    direction, concurrency = case
+    client = server_client(setup.server, pool=concurrency)
+    call = _boto3_calls(setup, RAW_FROM_ASYNCIO, client)[direction]
+    loop = asyncio.get_running_loop()
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+
+            async def action(key: str) -> None:
+                await loop.run_in_executor(pool, call, key)
+
+            return await _bounded(setup.keys, concurrency, action)
+    finally:
+        client.close()
 
 
 async def _bounded(
@@ -194,6 +226,8 @@ async def one_pass(setup: Setup, contender: str, case: Case) -> float:
     # and a thread hop would only add to their time.
     if contender == BASELINE:
         return _boto3_pass(setup, case)
+    if contender == RAW_FROM_ASYNCIO:
+        return await _boto3_from_asyncio_pass(setup, case)
     if contender == S3FS:
         return _s3fs_pass(setup, case)
     if contender == RAW_OBSTORE:
