@@ -28,6 +28,25 @@ def test_a_result_and_an_exception_reach_the_caller() -> None:
     pool.shutdown()
 
 
+def test_a_stop_iteration_reaches_the_caller_as_a_runtime_error_and_others_still_finish() -> None:
+    pool = WorkerThreads(4, name="test-pool")
+    empty: list[int] = []
+
+    async def scenario() -> None:
+        outcomes = await asyncio.gather(
+            *(pool.run(lambda: next(iter(empty))) for _ in range(8)),
+            *(pool.run(lambda i=i: i) for i in range(8)),
+            return_exceptions=True,
+        )
+        failures, results = outcomes[:8], outcomes[8:]
+        assert all(isinstance(failure, RuntimeError) for failure in failures)
+        assert all(isinstance(failure.__cause__, StopIteration) for failure in failures)
+        assert results == list(range(8))
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    pool.shutdown()
+
+
 def test_threads_start_as_work_needs_them_never_more_than_max_workers() -> None:
     pool = WorkerThreads(3, name="test-pool")
     release = threading.Event()

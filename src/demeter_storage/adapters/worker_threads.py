@@ -90,6 +90,12 @@ def _run(
     if not future.done():  # a job cancelled before it started never runs
         try:
             outcome = (future, fn(), None)
+        except StopIteration as error:
+            # An asyncio future refuses StopIteration (it would end the awaiting
+            # coroutine silently), as a coroutine's own StopIteration becomes this.
+            failure = RuntimeError(f"{fn!r} raised StopIteration")
+            failure.__cause__ = error
+            outcome = (future, None, failure)
         except BaseException as error:  # the awaiting caller gets it, whatever it is
             outcome = (future, None, error)
     # Idle before the caller hears back: its next call (often made at once) then
