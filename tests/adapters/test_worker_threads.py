@@ -154,6 +154,21 @@ def test_one_pool_serves_several_event_loops_at_once() -> None:
     pool.shutdown()
 
 
+def test_the_pool_does_not_keep_finished_event_loops_alive() -> None:
+    pool = WorkerThreads(2, name="test-pool")
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def call() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        assert await pool.run(lambda: 7) == 7
+
+    for _ in range(3):
+        asyncio.run(call())
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None, None]
+    pool.shutdown()
+
+
 def test_an_outcome_for_a_closed_loop_is_dropped_and_the_thread_serves_on() -> None:
     pool = WorkerThreads(1, name="test-pool")
     release = threading.Event()
@@ -175,6 +190,10 @@ def test_an_outcome_for_a_closed_loop_is_dropped_and_the_thread_serves_on() -> N
         return await pool.run(lambda: "still serving")
 
     assert asyncio.run(later()) == "still serving"
+    closed = weakref.ref(loop)
+    del loop, task
+    gc.collect()
+    assert closed() is None, "the dropped outcome must not keep the closed loop alive"
     pool.shutdown()
 
 

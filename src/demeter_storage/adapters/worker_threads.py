@@ -34,8 +34,10 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 class _Inbox:
     """Outcomes finished for one event loop, delivered to it in batches."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    # It holds no reference to its loop (each outcome's future does), so that a
+    # pool's inbox for a finished loop never keeps that loop alive.
+
+    def __init__(self) -> None:
         self._outcomes: collections.deque[_Outcome] = collections.deque()
         self._wake_pending = False
 
@@ -47,10 +49,10 @@ class _Inbox:
         # that drain cleared first, so it schedules the next one.
         if not self._wake_pending:
             self._wake_pending = True
-            try:  # noqa: SIM105 - a bare try costs less than suppress() on this hot path
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop is closed: nobody awaits this outcome
-                pass
+            try:
+                outcome[0].get_loop().call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody awaits these outcomes
+                self._outcomes.clear()
 
     def _drain(self) -> None:
         self._wake_pending = False
@@ -156,7 +158,7 @@ class WorkerThreads:
         loop = asyncio.get_running_loop()
         inbox = self._inboxes.get(loop)
         if inbox is None:
-            inbox = self._inboxes[loop] = _Inbox(loop)
+            inbox = self._inboxes[loop] = _Inbox()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((inbox, future, fn))
         self._make_room()
