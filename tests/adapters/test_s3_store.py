@@ -191,7 +191,7 @@ async def test_a_closed_store_says_so(moto: None) -> None:
         await store.get("s/a.jpg")
 
 
-def test_the_client_is_sized_for_the_executor_and_never_retries(moto: None) -> None:
+def test_the_client_is_sized_for_the_threads_and_never_retries(moto: None) -> None:
     store = S3ImageStore("photos", config=S3Config(region="us-east-1", max_concurrency=24))
     config = store.client.meta.config
     assert config.max_pool_connections == 24
