@@ -228,6 +228,29 @@ def test_shutdown_cancels_queued_jobs_lets_running_ones_finish_and_refuses_new_w
     assert not any(thread.is_alive() for thread in pool._threads)
 
 
+def test_a_job_queued_while_another_thread_shuts_the_pool_down_is_cancelled() -> None:
+    pool = WorkerThreads(1, name="test-pool")
+    jobs = pool._jobs
+
+    class ShutDownFirst:
+        """The pool's queue, shut down by "another thread" just before a job is queued."""
+
+        def put(self, job: object) -> None:
+            pool.shutdown()
+            jobs.put(job)  # type: ignore[arg-type]
+
+        def get_nowait(self) -> object:
+            return jobs.get_nowait()
+
+    pool._jobs = ShutDownFirst()  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(pool.run(lambda: "never"), 5)
+
+    asyncio.run(scenario())
+
+
 def test_the_threads_of_a_pool_nobody_holds_end() -> None:
     pool = WorkerThreads(2, name="test-pool")
 

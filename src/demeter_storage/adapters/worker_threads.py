@@ -140,6 +140,11 @@ class WorkerThreads:
         self._finalizer = weakref.finalize(self, _stop_threads, self._jobs, self._threads)
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called (another thread may call it at any time)."""
+        return self._closed
+
+    @property
     def threads(self) -> int:
         """How many threads have been started."""
         return len(self._threads)
@@ -153,7 +158,7 @@ class WorkerThreads:
         Raises:
             RuntimeError: the pool was shut down.
         """
-        if self._closed:
+        if self.closed:
             raise RuntimeError("cannot run new work after shutdown")
         loop = asyncio.get_running_loop()
         inbox = self._inboxes.get(loop)
@@ -161,7 +166,12 @@ class WorkerThreads:
             inbox = self._inboxes[loop] = _Inbox()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((inbox, future, fn))
-        self._make_room()
+        if self._closed:  # read again: the check above may be stale by now
+            # Shut down (from another thread) after the check above: the job may sit
+            # behind the threads' stop signals, where no thread takes it.
+            future.cancel()
+        else:
+            self._make_room()
         return await future
 
     def _make_room(self) -> None:
