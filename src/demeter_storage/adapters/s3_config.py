@@ -19,6 +19,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
+from demeter_storage.adapters.s3_timestamps import parse_timestamps_directly
 from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.domain.secrets import Secret
 
@@ -190,8 +191,9 @@ def build_s3_client(config: S3Config) -> S3Client:
         ConfigurationError: the profile does not exist or the settings are inconsistent.
     """
     try:
+        core = botocore.session.get_session()
+        parse_timestamps_directly(core)
         if config.credentials_provider is not None:
-            core = botocore.session.get_session()
             refresh = _refresh_metadata(config.credentials_provider)
             # botocore has no public setter for refreshable credentials.
             core._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[attr-defined]
@@ -199,7 +201,9 @@ def build_s3_client(config: S3Config) -> S3Client:
             )
             session = boto3.Session(botocore_session=core, region_name=config.region)
         else:
-            session = boto3.Session(profile_name=config.profile, region_name=config.region)
+            session = boto3.Session(
+                botocore_session=core, profile_name=config.profile, region_name=config.region
+            )
         return session.client(
             "s3",
             endpoint_url=config.endpoint_url,
