@@ -25,7 +25,11 @@ from demeter_storage.adapters.s3_bucket import S3Bucket
 from demeter_storage.adapters.s3_config import S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import translate
 from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
-from demeter_storage.adapters.s3_payload_signing import known_payload, reuse_payload_hashes
+from demeter_storage.adapters.s3_payload_signing import (
+    known_payload,
+    reuse_payload_hashes,
+    send_small_payloads_at_once,
+)
 from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.worker_threads import WorkerThreads
@@ -102,6 +106,7 @@ class S3ImageStore(ImageStore):
         self.client: S3Client = client if client is not None else build_s3_client(self.config)
         watch_client(self.client)  # botocore logs session tokens at DEBUG
         reuse_payload_hashes(self.client)
+        send_small_payloads_at_once(self.client)
         pool = getattr(self.client.meta.config, "max_pool_connections", None)
         if pool is not None and pool < self.config.max_concurrency:
             logger.warning(

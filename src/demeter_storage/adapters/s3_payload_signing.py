@@ -14,6 +14,13 @@ Only the body's hash is reused: botocore still builds, checksums (CRC32) and
 signs the request itself, and anything else (another body, a presigned URL,
 HTTPS, where botocore sends ``UNSIGNED-PAYLOAD`` with a checksum) goes the
 usual way.
+
+A known body of up to 2 MiB is also sent straight after its headers.
+botocore asks ``Expect: 100-continue`` of every file-like body, whatever its
+size, and waits for the server's go-ahead before sending it: a round trip and
+about 60 µs of CPU per 256 KiB ``PutObject`` here (4%), to spare a refused
+request the upload of a body no bigger than that. The AWS SDK for Go draws
+the same line at 2 MB.
 """
 
 from __future__ import annotations
@@ -25,13 +32,17 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 import botocore.auth
 from botocore.awsrequest import AWSRequest
+from botocore.utils import determine_content_length
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+SEND_AT_ONCE_MAX_BYTES: Final = 2 * 1024 * 1024
+"""Known bodies up to this size go without ``Expect: 100-continue``."""
 KNOWN_PAYLOAD_SIGNER: Final = "demeter-s3v4-known-payload"
 """The name botocore's signer registry knows :class:`KnownPayloadSigV4Auth` under."""
 _HANDLER_ID: Final = "demeter-storage-known-payload"
+_AT_ONCE_HANDLER_ID: Final = "demeter-storage-known-payload-at-once"
 
 _known = threading.local()
 
@@ -69,6 +80,27 @@ def reuse_payload_hashes(client: S3Client) -> None:
     # The stubs type every handler as returning None; choose-signer's return value is its point.
     handler = cast("Callable[..., None]", _choose_signer)
     client.meta.events.register("choose-signer.s3.PutObject", handler, unique_id=_HANDLER_ID)
+
+
+def _send_small_known_bodies_at_once(params: dict[str, Any], **_: Any) -> None:
+    """The before-call hook: no ``Expect: 100-continue`` for a small known body."""
+    known: tuple[BinaryIO, str] | None = getattr(_known, "payload", None)
+    if known is None or params.get("body") is not known[0]:
+        return
+    size = determine_content_length(known[0])
+    if size is not None and size <= SEND_AT_ONCE_MAX_BYTES:
+        params["headers"].pop("Expect", None)
+
+
+def send_small_payloads_at_once(client: S3Client) -> None:
+    """Let ``client`` send a small body from :func:`known_payload` without waiting to be asked."""
+    # Registered where botocore's own hook that adds the header is (for all of S3),
+    # so that it runs after it: the emitter calls a more specific event's hooks first.
+    client.meta.events.register(
+        "before-call.s3",
+        _send_small_known_bodies_at_once,
+        unique_id=_AT_ONCE_HANDLER_ID,
+    )
 
 
 @contextmanager
