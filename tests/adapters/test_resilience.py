@@ -348,6 +348,28 @@ async def test_state_changes_are_logged_and_reported(
     )
 
 
+async def test_a_hook_that_raises_is_logged_and_changes_nothing(
+    flaky: FlakyStore, clock: ManualClock, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_metrics(event: BreakerEvent) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    store = ResilientImageStore(
+        flaky, clock=clock, sleep=sleeps, on_breaker_event=broken_metrics, circuit_name="hooked"
+    )
+    flaky.down = True
+    with caplog.at_level(logging.INFO, logger="demeter_storage"):
+        await _fail(store, 5)  # each raises the store's own StorageUnavailable, not the hook's
+        assert (await store.breaker_status()).state == "open"
+        flaky.down = False
+        clock.advance(61)
+        assert await store.get("s/a.jpg") == b"photo"
+    assert (await store.breaker_status()).state == "closed"
+    failed_hooks = [r for r in caplog.records if "breaker event hook" in r.getMessage()]
+    assert failed_hooks and all(r.levelno == logging.ERROR for r in failed_hooks)
+    assert failed_hooks[0].exc_info is not None
+
+
 def test_outcomes_are_classified() -> None:
     assert classify(None) == "success"
     assert classify(StorageUnavailable("x")) == "failure"

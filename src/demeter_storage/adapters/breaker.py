@@ -127,7 +127,7 @@ class CircuitBreaker:
         reset_timeout: seconds the circuit stays open before one probe may go.
         redis_url: share the state through Redis (``redis://host:port/db``).
         clock: returns the time in seconds; injectable for tests.
-        on_event: called with every :class:`BreakerEvent`.
+        on_event: called with every :class:`BreakerEvent`; an exception it raises is logged.
         redis_retry_interval: seconds before Redis is tried again after a failure.
     """
 
@@ -358,4 +358,10 @@ class CircuitBreaker:
             level = logging.WARNING if state == "open" else logging.INFO
             logger.log(level, "circuit %r is now %s", name, state)
         if self._on_event is not None:
-            self._on_event(published)
+            try:
+                self._on_event(published)
+            except Exception:
+                # A metrics hook must not fail the storage call or upset the circuit's state.
+                logger.exception(
+                    "circuit %r: the breaker event hook failed on a %s event", name, kind
+                )
