@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from demeter_storage import ConfigurationError, Secret
+from demeter_storage import ConfigurationError, Secret, StorageUnavailable
+from demeter_storage.adapters.breaker import BreakerEvent
 from demeter_storage.adapters.local import LocalImageStore
 from demeter_storage.adapters.memory import InMemoryImageStore
 from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
@@ -244,3 +246,42 @@ async def test_a_postgresql_pool_holds_a_connection_per_concurrent_call(
         assert service.metadata.engine.pool.size() == 24  # type: ignore[attr-defined]
     finally:
         await service.aclose()
+
+
+@pytest.mark.parametrize("engine", ["boto3", "obstore"])
+async def test_the_s3_stores_breaker_reports_its_events_to_the_hook_given(
+    tmp_path: Path, engine: str
+) -> None:
+    with socket.socket() as unused:  # a loopback port nothing listens on: connections refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    settings = StorageSettings(
+        backend="s3",
+        storage_root=tmp_path,
+        database_url="sqlite+aiosqlite:///:memory:",
+        s3_engine=engine,
+        s3_endpoint_url=f"http://127.0.0.1:{port}",
+        s3_addressing_style="path",
+        s3_connect_timeout=0.5,
+        aws_region="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key=Secret("not-a-real-secret"),
+        breaker_failure_threshold=2,
+        retry_attempts=1,
+    )
+    events: list[BreakerEvent] = []
+    service = await build_service(settings, on_breaker_event=events.append)
+    try:
+        for _ in range(2):
+            with pytest.raises(StorageUnavailable):
+                await service.originals.put("s/a.jpg", b"a photo", content_type="image/jpeg")
+        # The visualizations' store shares the circuit: it fails fast now, without a request.
+        with pytest.raises(StorageUnavailable, match="failing fast without a request") as fast:
+            await service.visualizations.get("s/viz_a.jpg")
+        assert fast.value.retry_after is not None
+    finally:
+        await service.aclose()
+    states = [event.state for event in events if event.kind == "state_changed"]
+    assert states == ["open"]
+    assert [event.failure_count for event in events if event.kind == "failed"] == [1, 2]
+    assert {event.name for event in events} == {service.originals.breaker.name}  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from demeter_storage.adapters.breaker import CircuitBreaker
+from demeter_storage.adapters.breaker import BreakerEvent, CircuitBreaker
 from demeter_storage.adapters.local import DEFAULT_PUBLIC_BASE_URL, LocalImageStore
 from demeter_storage.adapters.memory import InMemoryImageStore
 from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
@@ -52,8 +52,19 @@ def s3_config(settings: StorageSettings) -> S3Config:
     )
 
 
-def build_stores(settings: StorageSettings) -> tuple[ImageStore, ImageStore]:
-    """The originals' and visualizations' stores for the configured backend."""
+def build_stores(
+    settings: StorageSettings,
+    *,
+    on_breaker_event: Callable[[BreakerEvent], None] | None = None,
+) -> tuple[ImageStore, ImageStore]:
+    """The originals' and visualizations' stores for the configured backend.
+
+    Args:
+        settings: what to build.
+        on_breaker_event: called with every event of the S3 stores' shared
+            circuit breaker (state changes, failures, recoveries), for metrics
+            and alerts. The local and in-memory backends have no breaker.
+    """
     buckets = (settings.bucket_original, settings.bucket_visualization)
     if settings.backend == "memory":
         return InMemoryImageStore(buckets[0]), InMemoryImageStore(buckets[1])
@@ -78,6 +89,7 @@ def build_stores(settings: StorageSettings) -> tuple[ImageStore, ImageStore]:
         threshold=settings.breaker_failure_threshold,
         reset_timeout=settings.breaker_reset_seconds,
         redis_url=settings.redis_url,
+        on_event=on_breaker_event,
     )
     resilient = [
         ResilientImageStore(
@@ -144,15 +156,23 @@ def build_thumbnails(settings: StorageSettings) -> ThumbnailMaker | None:
     return PillowThumbnailMaker()
 
 
-async def build_service(settings: StorageSettings | None = None) -> ImageService:
+async def build_service(
+    settings: StorageSettings | None = None,
+    *,
+    on_breaker_event: Callable[[BreakerEvent], None] | None = None,
+) -> ImageService:
     """Build the image service from ``settings`` (read from the environment when None).
+
+    Args:
+        settings: what to build; None reads ``StorageSettings.from_env()``.
+        on_breaker_event: as for :func:`build_stores`.
 
     Raises:
         ConfigurationError: invalid settings, an unusable database URL, or
             (with ``S3_CREATE_BUCKETS``) buckets that cannot be created.
     """
     settings = settings or StorageSettings.from_env()
-    originals, visualizations = build_stores(settings)
+    originals, visualizations = build_stores(settings, on_breaker_event=on_breaker_event)
     metadata = await build_metadata(settings)
     if settings.backend == "s3" and settings.s3_create_buckets:
         for store in (originals, visualizations):
