@@ -148,3 +148,29 @@ def test_any_accepted_key_is_stable_and_safe(text: str) -> None:
 def test_the_ascii_fast_path_agrees_with_the_full_rules(text: str) -> None:
     fast = keys._PLAIN_ASCII_SEGMENT.fullmatch(text) is not None
     assert fast == (keys._full_segment_problem(text) is None)
+
+
+@pytest.mark.parametrize(
+    ("found", "addressable"),
+    [
+        ("s1/photo.jpg", True),
+        ("s1/cafe\u0301.jpg", False),  # decomposed: validate_key would give another key
+        ("s1/caf\u00e9.jpg", True),
+        ("s1//photo.jpg", False),
+        ("../etc/passwd", False),
+        ("", False),
+    ],
+)
+def test_a_key_found_in_a_store_is_addressable_only_exactly_as_it_is(
+    found: str, addressable: bool
+) -> None:
+    assert keys.is_addressable(found) is addressable
+
+
+@given(st.text(max_size=40))
+def test_an_addressable_key_is_its_own_valid_form(found: str) -> None:
+    try:
+        valid: str | None = keys.validate_key(found)
+    except ValidationError:
+        valid = None
+    assert keys.is_addressable(found) is (valid == found)

@@ -40,7 +40,7 @@ from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, repl
 from demeter_storage.adapters.s3 import CONTENT_TYPE_METADATA, SHA256_METADATA, validate_bucket_name
 from demeter_storage.adapters.s3_config import S3Config
 from demeter_storage.domain.errors import StorageError, ValidationError
-from demeter_storage.domain.keys import validate_key
+from demeter_storage.domain.keys import is_addressable
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
@@ -365,7 +365,7 @@ class ObstoreImageStore(ImageStore):
                     if ordered and partial and path > prefix:
                         return  # past the last key that can match
                     continue
-                if _is_valid_key(path):  # else written by another tool, unaddressable here
+                if is_addressable(path):  # else written by another tool, unaddressable here
                     yield self._info(
                         path, meta["size"], None, None, meta["e_tag"], {}, meta["last_modified"]
                     )
@@ -433,10 +433,3 @@ def _user_metadata(attributes: dict[str, str]) -> dict[str, str]:
         for name, value in attributes.items()
         if name not in HEADER_NAMES and not name.startswith(RESERVED_METADATA_PREFIX)
     }
-
-
-def _is_valid_key(key: str) -> bool:
-    try:
-        return validate_key(key) == key
-    except ValueError:
-        return False

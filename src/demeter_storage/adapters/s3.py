@@ -34,7 +34,6 @@ from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.worker_threads import WorkerThreads
 from demeter_storage.domain.errors import ConfigurationError, StorageError
-from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
@@ -119,7 +118,11 @@ class S3ImageStore(ImageStore):
             )
         self._presigner = S3Presigner(self.name, self.client, self.config, clock)
         self._bucket = S3Bucket(
-            self.name, self.client, self._call, endpoint_url=self.config.endpoint_url
+            self.name,
+            self.client,
+            self._call,
+            endpoint_url=self.config.endpoint_url,
+            sorts_listings=self.config.sorts_listings,
         )
         self._threads = WorkerThreads(self.config.max_concurrency, name=f"demeter-s3-{bucket}")
 
@@ -366,38 +369,8 @@ class S3ImageStore(ImageStore):
         return data
 
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        if not self.config.sorts_listings:
-            async for info in self._list_pages(prefix):
-                yield info
-            return
-        collected = [info async for info in self._list_pages(prefix)]
-        collected.sort(key=lambda info: info.key)
-        for info in collected:
+        async for info in self._bucket.objects(prefix):
             yield info
-
-    async def _list_pages(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self._call("ListObjectsV2", self.client.list_objects_v2, **kwargs)
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                if not _is_valid_key(key):
-                    continue  # written by another tool; no method of ours can address it
-                yield self._info(
-                    key,
-                    size=int(item["Size"]),
-                    content_type=None,
-                    sha256=None,
-                    etag=item.get("ETag"),
-                    metadata={},
-                    last_modified=item["LastModified"],
-                )
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
 
     # Deleting
 
@@ -460,10 +433,3 @@ def _stored_metadata(
     if sha256 is not None:
         stored[SHA256_METADATA] = sha256
     return stored
-
-
-def _is_valid_key(key: str) -> bool:
-    try:
-        return validate_key(key) == key
-    except ValueError:
-        return False

@@ -1,8 +1,8 @@
-"""The S3 bucket itself: created when missing, and its lifecycle configuration."""
+"""The S3 bucket itself: created when missing, its lifecycle configuration, its listing."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -10,7 +10,9 @@ from botocore.exceptions import ClientError
 from demeter_storage.adapters.s3_errors import error_code
 from demeter_storage.adapters.s3_lifecycle import managed_policy, merged_rules
 from demeter_storage.domain.errors import ConfigurationError, StorageError
+from demeter_storage.domain.keys import is_addressable
 from demeter_storage.domain.lifecycle import LifecyclePolicy
+from demeter_storage.domain.objects import ObjectInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -23,12 +25,19 @@ class S3Bucket:
     """Bucket-level calls for one bucket, run through the store's ``call``."""
 
     def __init__(
-        self, name: str, client: S3Client, call: Call, *, endpoint_url: str | None
+        self,
+        name: str,
+        client: S3Client,
+        call: Call,
+        *,
+        endpoint_url: str | None,
+        sorts_listings: bool,
     ) -> None:
         self.name = name
         self.client = client
         self._call = call
         self._endpoint_url = endpoint_url
+        self._sorts_listings = sorts_listings
 
     async def ensure(self) -> bool:
         """Create the bucket if it does not exist; return whether it was created.
@@ -85,6 +94,39 @@ class S3Bucket:
             await self._call(
                 "DeleteBucketLifecycle", self.client.delete_bucket_lifecycle, Bucket=self.name
             )
+
+    async def objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """The objects under ``prefix`` in UTF-8 order of their keys (sorted here if need be)."""
+        if not self._sorts_listings:
+            async for info in self._pages(prefix):
+                yield info
+            return
+        collected = [info async for info in self._pages(prefix)]
+        collected.sort(key=lambda info: info.key)
+        for info in collected:
+            yield info
+
+    async def _pages(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self._call("ListObjectsV2", self.client.list_objects_v2, **kwargs)
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if not is_addressable(key):
+                    continue  # written by another tool; no method of ours can address it
+                yield ObjectInfo(
+                    key=key,
+                    size=int(item["Size"]),
+                    content_type=None,
+                    etag=item.get("ETag"),
+                    last_modified=item["LastModified"],
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
 
     async def _lifecycle_rules(self) -> list[dict[str, Any]]:
         try:

@@ -118,6 +118,17 @@ def validate_key(value: object) -> str:
     return text
 
 
+def is_addressable(key: str) -> bool:
+    """Whether ``key``, as found in a store, is a valid key exactly as it is (NFC included).
+
+    A listing skips the keys other tools wrote that no method here could address.
+    """
+    try:
+        return validate_key(key) == key
+    except ValueError:  # ValidationError is one
+        return False
+
+
 def validate_prefix(value: object) -> str:
     """Return ``value`` NFC-normalised if it can start a valid key ("" lists everything).
 
