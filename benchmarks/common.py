@@ -277,6 +277,18 @@ class Summary:
         return cls(statistics.median(values), min(values), max(values), len(values))
 
 
+def paired_ratios(values: Sequence[float], baselines: Sequence[float]) -> Summary:
+    """Each round's ratio of ``values`` to ``baselines`` (measured in that same round).
+
+    Rounds interleave the contenders, so a round's two figures share the
+    machine's state: their ratio leaves out the drift between rounds that a
+    ratio of two medians keeps.
+    """
+    if len(values) != len(baselines):
+        raise ValueError(f"{len(values)} rounds against {len(baselines)}: cannot pair them")
+    return Summary.of([value / baseline for value, baseline in zip(values, baselines, strict=True)])
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The ``fraction`` quantile of ``values`` (nearest rank)."""
     ordered = sorted(values)

@@ -108,6 +108,11 @@ METHOD: Final = """\
   warming cache, the server compacting) touches every contender alike.
 - **Medians** over rounds, with the min-max spread; the ratio column divides a
   contender's median by the baseline's (raw boto3 for S3) in the same case.
+- **Ratio targets are judged per round**: each round's figure is divided by
+  the baseline's from the same round, and the median of those ratios is held
+  to the target (the two ran side by side, so the machine's drift between
+  rounds, which widens every spread here, drops out). The target lines give
+  that median, its range over the rounds and the ratio of medians beside it.
 - **Fresh processes for memory**: each large transfer runs in its own child
   process that imports only its own client, and reports its peak RSS
   (`VmHWM` in `/proc/self/status`; unlike `ru_maxrss` it is not inherited
