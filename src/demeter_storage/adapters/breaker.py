@@ -45,6 +45,8 @@ _STATE_NAMES: Final[dict[str, BreakerState]] = {
     HALF_OPENED: "half-open",
 }
 _REDIS_TIMEOUT_SECONDS: Final = 0.5
+HOOK_ERROR_LOG_INTERVAL: Final = 60.0
+"""Seconds between two logged failures of the ``on_event`` hook."""
 
 
 def classify(exc: BaseException | None) -> Outcome:
@@ -127,7 +129,8 @@ class CircuitBreaker:
         reset_timeout: seconds the circuit stays open before one probe may go.
         redis_url: share the state through Redis (``redis://host:port/db``).
         clock: returns the time in seconds; injectable for tests.
-        on_event: called with every :class:`BreakerEvent`; an exception it raises is logged.
+        on_event: called with every :class:`BreakerEvent`; an exception it raises is
+            logged (at most once a minute) and changes nothing.
         redis_retry_interval: seconds before Redis is tried again after a failure.
     """
 
@@ -149,6 +152,7 @@ class CircuitBreaker:
         self.reset_timeout = reset_timeout
         self._clock = clock
         self._on_event = on_event
+        self._hook_errors_quiet_until = 0.0
         self._local = AsyncCircuitBreakerFactory(
             default_threshold=threshold, default_ttl=reset_timeout
         )
@@ -361,7 +365,15 @@ class CircuitBreaker:
             try:
                 self._on_event(published)
             except Exception:
-                # A metrics hook must not fail the storage call or upset the circuit's state.
-                logger.exception(
-                    "circuit %r: the breaker event hook failed on a %s event", name, kind
-                )
+                # A metrics hook must not fail the storage call or upset the circuit's
+                # state; nor flood the log with a traceback per failure in an outage.
+                now = self._clock()
+                if now >= self._hook_errors_quiet_until:
+                    self._hook_errors_quiet_until = now + HOOK_ERROR_LOG_INTERVAL
+                    logger.exception(
+                        "circuit %r: the breaker event hook failed on a %s event "
+                        "(its failures are logged at most once every %.0f s)",
+                        name,
+                        kind,
+                        HOOK_ERROR_LOG_INTERVAL,
+                    )
