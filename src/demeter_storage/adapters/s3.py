@@ -122,7 +122,7 @@ class S3ImageStore(ImageStore):
             self.client,
             self._call,
             endpoint_url=self.config.endpoint_url,
-            sorts_listings=self.config.sorts_listings,
+            sort_listings_here=self.config.sorts_listings,
         )
         self._threads = WorkerThreads(self.config.max_concurrency, name=f"demeter-s3-{bucket}")
 

@@ -31,13 +31,13 @@ class S3Bucket:
         call: Call,
         *,
         endpoint_url: str | None,
-        sorts_listings: bool,
+        sort_listings_here: bool,
     ) -> None:
         self.name = name
         self.client = client
         self._call = call
         self._endpoint_url = endpoint_url
-        self._sorts_listings = sorts_listings
+        self._sort_listings_here = sort_listings_here
 
     async def ensure(self) -> bool:
         """Create the bucket if it does not exist; return whether it was created.
@@ -97,7 +97,7 @@ class S3Bucket:
 
     async def objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         """The objects under ``prefix`` in UTF-8 order of their keys (sorted here if need be)."""
-        if not self._sorts_listings:
+        if not self._sort_listings_here:
             async for info in self._pages(prefix):
                 yield info
             return
