@@ -53,6 +53,8 @@ from demeter_storage.testing.seaweedfs import SeaweedFSServer
 SECTION: Final = "large-object"
 KEY: Final = "bench/large-object.bin"
 CHUNK_MIB: Final = 8
+DOWNLOAD_REPEATS: Final = 3
+"""Downloads per child process (each round's figure is their median): one takes under a second."""
 """The chunk size of the streamed downloads (stores and raw obstore)."""
 BOTO3_CONFIGS: Final = {
     BASELINE: (8, 8),
@@ -119,6 +121,7 @@ def spawn(setup: Setup, contender: str, direction: str, file: Path, size: int) -
         "part_mib": part_mib,
         "threads": threads,
         "chunk_mib": CHUNK_MIB,
+        "repeats": DOWNLOAD_REPEATS if direction == "down" else 1,
     }
     python = setup.s3fs_python if contender == S3FS else None
     result = run_child(spec, setup.server.secret_key.reveal(), python=python)
@@ -302,7 +305,8 @@ def report(
         "runs in a fresh process that imports only its own client, so its peak RSS "
         "(`VmHWM` from `/proc/self/status`) is what a process doing that transfer needs, "
         "imports included (the last column: the peak once the client is imported, before the "
-        "transfer). Raw boto3: "
+        f"transfer). A download takes under a second, so its process downloads "
+        f"{DOWNLOAD_REPEATS} times and a round's figure is their median. Raw boto3: "
         "path-based `upload_file` / `download_file` (the file is read and written lazily "
         f"in each worker, parallel ranged GETs down) with `TransferConfig` ({boto3_configs}). "
         "The stores, with their default `S3Config` (8 MiB parts, 4 in flight): "
