@@ -1,4 +1,4 @@
-"""A PUT signed with the SHA-256 the store computed already, instead of botocore hashing it again.
+"""The store's own PUTs: signed with the SHA-256 it computed, and small ones sent at once.
 
 Over plain HTTP (SeaweedFS, MinIO and Ceph inside a cluster, every loopback
 test) SigV4 signs the body: botocore hashes each ``PutObject`` body with
