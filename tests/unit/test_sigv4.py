@@ -12,6 +12,7 @@ from botocore.config import Config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demeter_storage.adapters import sigv4
 from demeter_storage.adapters.s3 import S3ImageStore
 from demeter_storage.adapters.s3_config import S3Config
 from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
@@ -119,12 +120,13 @@ def test_the_signing_key_is_derived_once_a_day() -> None:
     client = botocore_client(None, "auto", "eu-west-3", None)
     signer = fast_signer(client, "abc")
     day = datetime(2026, 3, 1, 8, tzinfo=UTC)
-    with mock.patch("hmac.digest", wraps=__import__("hmac").digest) as digest:
+    with mock.patch.object(sigv4, "HmacSha256", wraps=sigv4.HmacSha256) as keyed:
         for minute in range(10):
             signer.sign("GET", f"s/{minute}.jpg", day + timedelta(minutes=minute), 60)
-        assert digest.call_count == 4 + 10  # one derivation, then one HMAC a URL
+        # Four keys in the derivation, the fifth keyed by the signing key, then none a URL.
+        assert keyed.call_count == 5
         signer.sign("GET", "s/next-day.jpg", day + timedelta(days=1), 60)
-        assert digest.call_count == 4 + 10 + 5
+        assert keyed.call_count == 5 + 5
 
 
 def test_the_shape_must_come_from_a_presigned_url() -> None:

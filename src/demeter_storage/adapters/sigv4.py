@@ -6,19 +6,21 @@ GET or PUT of one bucket differs from the next only in the key, the time and
 the expiry, so :class:`QuerySigner` asks botocore once for the URL's shape
 (scheme, host, path prefix: whatever the endpoint and addressing style make of
 it), then signs each URL itself with the standard library, caching the derived
-signing key for the day. The tests check it against botocore's own URL, byte
+signing key for the day (as an :class:`HmacSha256`, which keeps the GIL: see
+its module). The tests check it against botocore's own URL, byte
 for byte, over awkward keys, expiries, regions, endpoints and session tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
+
+from demeter_storage.adapters.hmac_sha256 import HmacSha256
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 _SHAPE_PROBE: Final = "demeter-shape-probe"
@@ -89,7 +91,7 @@ class _Context(NamedTuple):
 
     credentials: FrozenCredentials
     second: int
-    signing_key: bytes
+    signing_key: HmacSha256
     front: str
     canonical_tail: str
     url_tail: str
@@ -108,20 +110,20 @@ class QuerySigner:
     def __init__(self, shape: UrlShape, credentials: Callable[[], FrozenCredentials]) -> None:
         self.shape = shape
         self._credentials = credentials
-        self._signing_keys: dict[tuple[str, str], bytes] = {}
+        self._signing_keys: dict[tuple[str, str], HmacSha256] = {}
         self._headers_part = f"host:{shape.host}\n\nhost\nUNSIGNED-PAYLOAD"
         self._context: _Context | None = None
 
-    def _signing_key(self, secret_key: str, day: str) -> bytes:
+    def _signing_key(self, secret_key: str, day: str) -> HmacSha256:
         cached = self._signing_keys.get((secret_key, day))
         if cached is None:
-            key = hmac.digest(f"AWS4{secret_key}".encode(), day.encode(), "sha256")
+            key = HmacSha256(f"AWS4{secret_key}".encode()).digest(day.encode())
             for part in (self.shape.region, "s3", "aws4_request"):
-                key = hmac.digest(key, part.encode(), "sha256")
+                key = HmacSha256(key).digest(part.encode())
             # Only today's key (and one for a rotated secret) are worth keeping.
             if len(self._signing_keys) > 4:
                 self._signing_keys.clear()
-            self._signing_keys[(secret_key, day)] = cached = key
+            self._signing_keys[(secret_key, day)] = cached = HmacSha256(key)
         return cached
 
     def _new_context(self, credentials: FrozenCredentials, second: int) -> _Context:
@@ -167,5 +169,5 @@ class QuerySigner:
         string_to_sign = (
             context.string_to_sign_head + hashlib.sha256(canonical_request.encode()).hexdigest()
         )
-        signature = hmac.digest(context.signing_key, string_to_sign.encode(), "sha256").hex()
+        signature = context.signing_key.hexdigest(string_to_sign.encode())
         return f"{self.shape.base}{path}?{front}{context.url_tail}&X-Amz-Signature={signature}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import attrs
 
+from demeter_storage.adapters.hmac_sha256 import HmacSha256
 from demeter_storage.domain.errors import ConfigurationError, InvalidSignature, ValidationError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.objects import (
@@ -59,7 +59,7 @@ class UrlSigner:
         clock: returns the current time (timezone-aware); injectable for tests.
     """
 
-    __slots__ = ("_base", "_clock", "_prefix", "_secret", "scope")
+    __slots__ = ("_base", "_clock", "_mac", "_prefix", "scope")
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class UrlSigner:
                 f"invalid base URL {base_url!r}: use http(s)://host[:port][/path] "
                 "without a query or fragment"
             )
-        self._secret = secret
+        self._mac = HmacSha256(secret)
         self._base = parts._replace(path=parts.path.rstrip("/"))
         self._prefix = self._base.geturl() + "/"
         self.scope = scope
@@ -95,7 +95,7 @@ class UrlSigner:
 
     def _signature(self, method: str, key: str, date: int, expires_in: int) -> str:
         message = f"demeter-v1\n{method}\n{self.scope}\n{key}\n{date}\n{expires_in}"
-        return hmac.new(self._secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        return self._mac.hexdigest(message.encode("utf-8"))
 
     def sign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         """Return a URL allowing ``method`` on ``key`` for ``expires_in`` seconds."""
@@ -111,9 +111,7 @@ class UrlSigner:
     def _post_signature(self, policy: str) -> str:
         message = f"demeter-post-v1\n{self.scope}\n{policy}"
         # A policy is base64 (ASCII); anything else was tampered with and must not match.
-        return hmac.new(
-            self._secret, message.encode("utf-8", "replace"), hashlib.sha256
-        ).hexdigest()
+        return self._mac.hexdigest(message.encode("utf-8", "replace"))
 
     def sign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int
