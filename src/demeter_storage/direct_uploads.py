@@ -29,6 +29,7 @@ from demeter_storage.domain.errors import (
     UploadAlreadyCompleted,
     ValidationError,
 )
+from demeter_storage.domain.ids import new_id
 from demeter_storage.domain.images import SNIFF_BYTES, check_image, normalise_image_type
 from demeter_storage.domain.keys import original_key, thumbnail_key
 from demeter_storage.domain.objects import validate_content_type
@@ -65,7 +66,7 @@ class DirectUploads:
         expires_in = int(service.config.direct_upload_expiry.total_seconds())
         session, name = key.split("/", 1)
         record = ImageRecord(
-            image_id=uuid.uuid4(),
+            image_id=new_id(),
             kind=ImageKind.ORIGINAL,
             session_id=session,
             bucket=store.name,

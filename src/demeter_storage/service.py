@@ -30,6 +30,7 @@ from demeter_storage.domain.errors import (
     StorageError,
     ValidationError,
 )
+from demeter_storage.domain.ids import new_id
 from demeter_storage.domain.images import normalise_image_type
 from demeter_storage.domain.keys import (
     original_key,
@@ -314,7 +315,7 @@ class ImageService:
             filename = filename.removeprefix("viz_")
         now = self._clock()
         record = ImageRecord(
-            image_id=uuid.uuid4(),
+            image_id=new_id(),
             kind=kind,
             session_id=session_id,
             bucket=store.name,
