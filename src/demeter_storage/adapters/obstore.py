@@ -81,7 +81,7 @@ INITIATED_SLACK: Final = timedelta(seconds=5)
 IGNORED_RANGE: Final = "non-partial response"
 """obstore's words when a server answers a ranged GET with the whole object."""
 _SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
-_AMZ_DATE: Final = re.compile(r"[?&]X-Amz-Date=(\d{8}T\d{6}Z)")
+_AMZ_DATE: Final = re.compile(r"[?&]X-Amz-Date=(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
 
 
 class ObstoreImageStore(ImageStore):
@@ -397,7 +397,9 @@ class ObstoreImageStore(ImageStore):
         found = _AMZ_DATE.search(url)
         if found is None:
             return self._clock()
-        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        # Not strptime: it costs ~40 µs a URL, several times obstore's signing.
+        year, month, day, hour, minute, second = map(int, found.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int
