@@ -37,5 +37,8 @@ class TestSqliteRepositoryContract(MetadataRepositoryContract):
 @pytest.mark.postgres
 class TestPostgresRepositoryContract(MetadataRepositoryContract):
     @pytest.fixture
-    def repository(self, postgres_engine: Any) -> MetadataRepository:
-        return SqlAlchemyMetadataRepository(postgres_engine)
+    async def repository(self, postgres_engine: Any) -> AsyncIterator[MetadataRepository]:
+        repository = SqlAlchemyMetadataRepository(postgres_engine)
+        yield repository
+        # Its batch writers' sessions go back to the pool before the engine is disposed.
+        await repository.aclose()
