@@ -108,6 +108,7 @@ def prepare(server: SeaweedFSServer, *, use_s3fs: bool) -> Setup:
 def spawn(setup: Setup, contender: str, direction: str, file: Path, size: int) -> Result:
     """Run one transfer in a fresh child process and return what it reported."""
     part_mib, threads = BOTO3_CONFIGS.get(contender, OBSTORE_CONFIG)
+    repeats = DOWNLOAD_REPEATS if direction == "down" else 1
     spec = {
         "kind": "large",
         "contender": contender,
@@ -121,12 +122,28 @@ def spawn(setup: Setup, contender: str, direction: str, file: Path, size: int) -
         "part_mib": part_mib,
         "threads": threads,
         "chunk_mib": CHUNK_MIB,
-        "repeats": DOWNLOAD_REPEATS if direction == "down" else 1,
+        "repeats": repeats,
     }
     python = setup.s3fs_python if contender == S3FS else None
+    server_cpu = _server_cpu_seconds(setup.server)
     result = run_child(spec, setup.server.secret_key.reveal(), python=python)
     result["mib_s"] = size / MiB / result["seconds"]
+    # The whole child's run (imports, each download's repeats): per MiB moved.
+    moved_mib = size / MiB * repeats
+    result["server_ms_per_mib"] = (
+        (_server_cpu_seconds(setup.server) - server_cpu) * 1000 / moved_mib
+    )
     return result
+
+
+def _server_cpu_seconds(server: SeaweedFSServer) -> float:
+    """CPU time (user and system, all threads) the SeaweedFS process has used so far."""
+    if server.process is None:
+        return float("nan")
+    with open(f"/proc/{server.process.pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    # utime and stime are the 14th and 15th fields; the first two (pid, comm) are cut off.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _random_file(path: Path, size: int) -> str:
@@ -214,8 +231,8 @@ def targets(
     upload_limit = (
         f"the fastest upload of any client in this run: {fastest}, {fastest_up.median:.0f} "
         f"MiB/s (max {fastest_up.high:.0f}); the server, SeaweedFS on the same cores as the "
-        "client, bounds them all (the stores' server-side copy that records the SHA-256 is "
-        "metadata-only on SeaweedFS, counted in their time)"
+        f"client, bounds them all{_server_ceiling(results)} (the stores' server-side copy "
+        "that records the SHA-256 is metadata-only on SeaweedFS, counted in their time)"
     )
     raw_down = ""
     if RAW_OBSTORE in setup.contenders:
@@ -258,6 +275,28 @@ def targets(
     return found
 
 
+def _server_ceiling(results: dict[tuple[str, str], list[Result]]) -> str:
+    """What the server's own CPU per MiB uploaded allows on this machine's cores."""
+    per_mib = Summary.of(
+        [
+            r["server_ms_per_mib"]
+            for (direction, _), runs in results.items()
+            if direction == "up"
+            for r in runs
+        ]
+    ).median
+    if per_mib != per_mib:  # NaN: the server is not a process of ours
+        return ""
+    cores = os.cpu_count() or 1
+    return (
+        f": it used {per_mib:.1f} ms of CPU per MiB uploaded (median of every upload), so "
+        f"even with the machine's {cores} cores to itself and a client costing nothing it "
+        "could take in at most "
+        f"{cores * 1000 / per_mib:.0f} MiB/s (`benchmarks/profile_seaweedfs.py` "
+        "profiles the server: 40-55% of its CPU went to MD5 in this project's runs)"
+    )
+
+
 def report(
     setup: Setup, results: dict[tuple[str, str], list[Result]], *, rounds: int, size_mib: int
 ) -> str:
@@ -280,6 +319,7 @@ def report(
                     number(rss.high),
                     ratio(rss.median, peak.median),
                     number(_summary(mine[contender], "start_rss_mib").median),
+                    f"{_summary(mine[contender], 'server_ms_per_mib').median:.1f}",
                 ]
             )
     headers = [
@@ -292,6 +332,7 @@ def report(
         "max",
         "RSS vs raw boto3",
         "RSS after imports",
+        "SeaweedFS CPU ms per MiB",
     ]
     boto3_configs = ", ".join(
         f"{name}: {part} MiB parts x {threads} threads"
@@ -300,7 +341,7 @@ def report(
     notes = "".join(f"- {note}\n" for note in setup.notes)
     return (
         f"## One large object: {size_mib:,} MiB up and down\n\n"
-        f"{markdown_table(headers, rows, right=7)}\n\n"
+        f"{markdown_table(headers, rows, right=8)}\n\n"
         f"Median over {rounds} interleaved round(s), min-max across rounds. Each transfer "
         "runs in a fresh process that imports only its own client, so its peak RSS "
         "(`VmHWM` from `/proc/self/status`) is what a process doing that transfer needs, "
@@ -320,7 +361,9 @@ def report(
         "way. s3fs, with its defaults (50 MiB parts, 10 at once, both ways): `_put_file` / "
         "`_get_file`. Before the rounds every bucket gets a small object (SeaweedFS "
         "allocates a bucket's volumes on its first write) and raw boto3 makes one "
-        "unrecorded upload. Every download is checked against the source's SHA-256.\n\n"
+        "unrecorded upload. Every download is checked against the source's SHA-256. The "
+        "last column is the CPU time the SeaweedFS process (all its threads) used during "
+        "the transfer's process, per MiB moved: the server's share of the work.\n\n"
         f"{notes}"
     )
 

@@ -87,6 +87,7 @@ class SeaweedFSServer:
         secret_key: its secret key.
         readonly_access_key: the read-only identity's access key.
         readonly_secret_key: its secret key.
+        extra_args: more ``weed mini`` flags (say ``-cpuprofile=FILE`` to profile it).
     """
 
     data_dir: Path
@@ -96,6 +97,7 @@ class SeaweedFSServer:
     readonly_access_key: str
     readonly_secret_key: Secret
     process: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def endpoint_url(self) -> str:
@@ -159,6 +161,7 @@ class SeaweedFSServer:
             "-master.telemetry=false",
             "-webdav=false",
             "-admin.ui=false",
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 60.0) -> None:
@@ -272,8 +275,12 @@ def fresh_credentials() -> dict[str, Any]:
     }
 
 
-def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
+def start_seaweedfs(
+    data_dir: Path, timeout: float = 60.0, *, extra_args: tuple[str, ...] = ()
+) -> SeaweedFSServer:
     """Start a SeaweedFS server with authentication on, keeping its data in ``data_dir``.
+
+    ``extra_args`` are more ``weed mini`` flags.
 
     Raises:
         SeaweedFSUnavailable: ``weed`` is not installed or the server did not start.
@@ -283,6 +290,7 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> SeaweedFSServer:
         data_dir=data_dir,
         ports=dict(zip(_ROLES, free_port_pairs(len(_ROLES)), strict=True)),
         **fresh_credentials(),
+        extra_args=extra_args,
     )
     write_identities(server)
     server.start(timeout)
