@@ -62,15 +62,27 @@ RESILIENT_TARGET_NAME: Final = (
 OBSTORE_TARGET_NAME: Final = (
     f"`{OBSTORE_ADAPTER}` vs raw obstore, small objects, {OBSTORE_TARGET_CONCURRENCY} concurrent"
 )
+SLICES: Final = 4
+"""Turns per round: each contender moves a quarter of the case's keys at a time."""
 DEFAULTS: Final = {"rounds": 5, "objects": 1000, "size_kib": 256, "concurrency": [1, 16, 64]}
 QUICK: Final = {"rounds": 1, "objects": 40, "size_kib": 256, "concurrency": [1, 16, 64]}
 Rates = dict[tuple[Case, str], list[float]]
 
 
 async def measure(
-    setup: Setup, *, rounds: int, concurrencies: Sequence[int], seed: int | None = None
+    setup: Setup,
+    *,
+    rounds: int,
+    concurrencies: Sequence[int],
+    slices: int = SLICES,
+    seed: int | None = None,
 ) -> Rates:
-    """Objects per second of every contender in every case, one value per round."""
+    """Objects per second of every contender in every case, one value per round.
+
+    Within a round each case's keys are moved in ``slices`` slices, the
+    contenders taking turns slice by slice, so that contenders compared in one
+    round ran within seconds of each other.
+    """
     objects = len(setup.keys)
     shuffler = random.Random(seed)
     cases: list[Case] = [(d, c) for c in concurrencies for d in ("up", "down")]
@@ -79,16 +91,22 @@ async def measure(
     for contender in setup.contenders:
         await one_pass(setup, contender, ("up", max(concurrencies)))
     rates: Rates = {}
+    parts = [setup.keys[start::slices] for start in range(min(slices, objects))]
     for round_number in range(1, rounds + 1):
         for case in cases:
-            order = list(setup.contenders)
-            shuffler.shuffle(order)
-            for contender in order:
-                seconds = await one_pass(setup, contender, case)
-                rates.setdefault((case, contender), []).append(objects / seconds)
+            seconds = dict.fromkeys(setup.contenders, 0.0)
+            # Slice by slice, in a fresh order each time: a contender's objects/s in
+            # this round is its whole case's keys over the sum of its slices' times.
+            for part in parts:
+                order = list(setup.contenders)
+                shuffler.shuffle(order)
+                for contender in order:
+                    seconds[contender] += await one_pass(setup, contender, case, part)
+            for contender in setup.contenders:
+                rates.setdefault((case, contender), []).append(objects / seconds[contender])
                 log(
                     f"round {round_number}/{rounds} {case[0]:>4} x{case[1]:<3} "
-                    f"{contender:<40} {objects / seconds:9.1f} objects/s"
+                    f"{contender:<40} {objects / seconds[contender]:9.1f} objects/s"
                 )
     return rates
 
@@ -225,7 +243,10 @@ def report(setup: Setup, rates: Rates, *, rounds: int, size: int) -> str:
     return (
         f"## Small objects: {len(setup.keys):,} x {size // KiB} KiB up and down\n\n"
         f"{table}\n\n"
-        f"Median over {rounds} interleaved round(s), min-max across rounds. Raw boto3: "
+        f"Median over {rounds} interleaved round(s), min-max across rounds. In a round each "
+        f"case's objects are moved in {SLICES} slices, the contenders taking turns slice by "
+        "slice in a fresh order, and a contender's figure is all the objects over the sum of "
+        "its slices' times. Raw boto3: "
         "`put_object` / `get_object()['Body'].read()` from a `ThreadPoolExecutor(c)` "
         "sharing one client with `max_pool_connections=c`. The stores: "
         "`S3Config(max_concurrency=c)` and `asyncio.gather` bounded by `Semaphore(c)`. "

@@ -118,20 +118,20 @@ def _boto3_calls(
     return {"up": up, "down": down}
 
 
-def _boto3_pass(setup: Setup, case: Case) -> float:
+def _boto3_pass(setup: Setup, case: Case, keys: Sequence[str]) -> float:
     """Seconds for one pass of raw boto3: ``concurrency`` threads sharing one client."""
     direction, concurrency = case
     client = server_client(setup.server, pool=concurrency)
     call = _boto3_calls(setup, BASELINE, client)[direction]
     try:
         with ThreadPoolExecutor(concurrency) as pool, Stopwatch() as watch:
-            list(pool.map(call, setup.keys))
+            list(pool.map(call, keys))
     finally:
         client.close()
     return watch.seconds
 
 
-async def _boto3_from_asyncio_pass(setup: Setup, case: Case) -> float:
+async def _boto3_from_asyncio_pass(setup: Setup, case: Case, keys: Sequence[str]) -> float:
     """Seconds for raw boto3 called from coroutines: each call ``run_in_executor``."""
     direction, concurrency = case
     client = server_client(setup.server, pool=concurrency)
@@ -143,7 +143,7 @@ async def _boto3_from_asyncio_pass(setup: Setup, case: Case) -> float:
             async def action(key: str) -> None:
                 await loop.run_in_executor(pool, call, key)
 
-            return await _bounded(setup.keys, concurrency, action)
+            return await _bounded(keys, concurrency, action)
     finally:
         client.close()
 
@@ -163,7 +163,7 @@ async def _bounded(
     return watch.seconds
 
 
-async def _store_pass(setup: Setup, contender: str, case: Case) -> float:
+async def _store_pass(setup: Setup, contender: str, case: Case, keys: Sequence[str]) -> float:
     """Seconds for one pass of one of the package's stores: ``gather`` bounded by a semaphore."""
     direction, concurrency = case
     config = setup.server.s3_config(max_concurrency=concurrency)
@@ -178,12 +178,12 @@ async def _store_pass(setup: Setup, contender: str, case: Case) -> float:
             raise AssertionError(f"{contender} read back wrong bytes for {key}")
 
     try:
-        return await _bounded(setup.keys, concurrency, up if direction == "up" else down)
+        return await _bounded(keys, concurrency, up if direction == "up" else down)
     finally:
         await store.aclose()
 
 
-async def _obstore_pass(setup: Setup, case: Case) -> float:
+async def _obstore_pass(setup: Setup, case: Case, keys: Sequence[str]) -> float:
     """Seconds for one pass of raw obstore's async API."""
     import obstore  # noqa: PLC0415 - optional
 
@@ -199,10 +199,10 @@ async def _obstore_pass(setup: Setup, case: Case) -> float:
         if data != payload:
             raise AssertionError(f"raw obstore read back wrong bytes for {key}")
 
-    return await _bounded(setup.keys, concurrency, up if direction == "up" else down)
+    return await _bounded(keys, concurrency, up if direction == "up" else down)
 
 
-def _s3fs_pass(setup: Setup, case: Case) -> float:
+def _s3fs_pass(setup: Setup, case: Case, keys: Sequence[str]) -> float:
     """Seconds for one s3fs pass, timed inside its child process."""
     assert setup.s3fs_python is not None
     spec = {
@@ -213,23 +213,26 @@ def _s3fs_pass(setup: Setup, case: Case) -> float:
         "endpoint": setup.server.endpoint_url,
         "access_key": setup.server.access_key,
         "bucket": BUCKETS[S3FS],
-        "keys": setup.keys,
+        "keys": list(keys),
         "payload_file": str(setup.payload_file),
     }
     result = run_child(spec, setup.server.secret_key.reveal(), python=setup.s3fs_python)
     return float(result["seconds"])
 
 
-async def one_pass(setup: Setup, contender: str, case: Case) -> float:
-    """Seconds for ``contender`` to move every key once in ``case``."""
+async def one_pass(
+    setup: Setup, contender: str, case: Case, keys: Sequence[str] | None = None
+) -> float:
+    """Seconds for ``contender`` to move ``keys`` (every key by default) once in ``case``."""
+    keys = setup.keys if keys is None else keys
     # raw boto3 and s3fs block the loop on purpose: nothing else runs on it meanwhile,
     # and a thread hop would only add to their time.
     if contender == BASELINE:
-        return _boto3_pass(setup, case)
+        return _boto3_pass(setup, case, keys)
     if contender == RAW_FROM_ASYNCIO:
-        return await _boto3_from_asyncio_pass(setup, case)
+        return await _boto3_from_asyncio_pass(setup, case, keys)
     if contender == S3FS:
-        return _s3fs_pass(setup, case)
+        return _s3fs_pass(setup, case, keys)
     if contender == RAW_OBSTORE:
-        return await _obstore_pass(setup, case)
-    return await _store_pass(setup, contender, case)
+        return await _obstore_pass(setup, case, keys)
+    return await _store_pass(setup, contender, case, keys)
