@@ -26,7 +26,8 @@ from demeter_storage.adapters.sqlalchemy_schema import create_schema
 from demeter_storage.adapters.thumbnails import PillowThumbnailMaker, pillow_available
 from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
-from demeter_storage.service import ImageService, ServiceConfig
+from demeter_storage.service import ImageService
+from demeter_storage.service_config import ServiceConfig
 from demeter_storage.settings import StorageSettings
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import ImageStore, MetadataRepository
 
 if TYPE_CHECKING:
-    from demeter_storage.service import ServiceConfig
+    from demeter_storage.service_config import ServiceConfig
 
 logger = logging.getLogger(__name__)
 

@@ -17,24 +17,17 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
-from typing import IO, Literal
-
-import attrs
+from datetime import datetime
 
 from demeter_storage.direct_uploads import DirectUploads
 from demeter_storage.domain.errors import (
     ImageNotFound,
     IntegrityError,
     ObjectNotFound,
-    StorageError,
     ValidationError,
 )
-from demeter_storage.domain.ids import new_id
-from demeter_storage.domain.images import normalise_image_type
 from demeter_storage.domain.keys import (
     original_key,
-    thumbnail_key,
     validate_key,
     validate_session_id,
     visualization_key,
@@ -43,42 +36,36 @@ from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
     ObjectInfo,
     utc_now,
-    validate_content_type,
-    validate_expires_in,
-    validate_metadata,
 )
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.domain.schemas import DirectUpload, ImagePage, ImageResponse, UploadRequest
 from demeter_storage.maintenance import AuditReport, Maintenance, ReconcileReport
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
-from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Digest, Payload, PutData
-from demeter_storage.upload_data import CheckedData, DataRejected, check_data
+from demeter_storage.service_config import (
+    MAX_EXPIRY_HOURS,
+    MAX_UPLOAD_BYTES,
+    MIN_EXPIRY_HOURS,
+    ServiceConfig,
+    validate_expiry_hours,
+)
+from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Digest, PutData
+from demeter_storage.uploads import Uploads
+
+__all__ = [
+    "MAX_EXPIRY_HOURS",
+    "MAX_UPLOAD_BYTES",
+    "MIN_EXPIRY_HOURS",
+    "Checkpoint",
+    "ImageService",
+    "S3ImageService",
+    "ServiceConfig",
+    "validate_expiry_hours",
+]
 
 logger = logging.getLogger(__name__)
 
 Checkpoint = Callable[[str], Awaitable[None]]
 """Called after each named step of an upload or delete (tests inject failures here)."""
-
-MAX_UPLOAD_BYTES = 500 * 1024 * 1024
-MIN_EXPIRY_HOURS = 1
-MAX_EXPIRY_HOURS = 168
-
-
-def validate_expiry_hours(value: object) -> int:
-    """Return ``value`` if it is a whole number of hours from 1 to 168 (7 days).
-
-    Raises:
-        ValidationError: anything else (the seed card's rule).
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(
-            f"expiry_hours must be a whole number of hours from 1 to 168, got {value!r}"
-        )
-    if not MIN_EXPIRY_HOURS <= value <= MAX_EXPIRY_HOURS:
-        raise ValidationError(
-            f"expiry_hours must be from 1 to 168 (7 days), got {value}; choose a shorter expiry"
-        )
-    return value
 
 
 def _image_id(value: object) -> uuid.UUID:
@@ -90,45 +77,6 @@ def _image_id(value: object) -> uuid.UUID:
         except ValueError:
             raise ValidationError(f"{value!r} is not an image id (a UUID)") from None
     raise TypeError(f"image_id must be a UUID or str, got {type(value).__name__}")
-
-
-@attrs.frozen
-class ServiceConfig:
-    """How the service behaves.
-
-    Attributes:
-        max_upload_bytes: the largest upload accepted (500 MiB by default).
-        default_expiry_hours: lifetime of presigned URLs when none is given.
-        stale_upload_after: an ``uploading`` record older than this is taken
-            as abandoned by ``reconcile``.
-        direct_upload_expiry: how long a direct upload's form stays valid
-            (1 s to 7 days; 15 minutes by default).
-        direct_upload_grace: how long after its form expired a direct upload
-            may still be completed; ``reconcile`` removes it after that.
-        deleting_grace: a ``deleting`` record older than this is completed by
-            ``reconcile`` (a delete in progress normally finishes sooner).
-        claim_timeout: a reconciler's claim on a record lapses after this.
-        lifecycle: the policy ``apply_lifecycle`` applies; None for the default
-            (visualizations expire after 90 days, unfinished uploads are aborted
-            after 1 day, originals are kept).
-        expired_records: what ``reconcile`` does with records whose objects a
-            lifecycle rule removed: ``"mark"`` them expired (a tombstone) or
-            ``"remove"`` them (with their visualizations).
-    """
-
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    default_expiry_hours: int = attrs.field(
-        default=24, validator=lambda _i, _a, v: validate_expiry_hours(v)
-    )
-    stale_upload_after: timedelta = timedelta(hours=1)
-    direct_upload_expiry: timedelta = attrs.field(
-        default=timedelta(minutes=15), validator=lambda _i, _a, v: validate_expires_in(v)
-    )
-    direct_upload_grace: timedelta = timedelta(minutes=5)
-    deleting_grace: timedelta = timedelta(seconds=30)
-    claim_timeout: timedelta = timedelta(minutes=10)
-    lifecycle: LifecyclePolicy | None = None
-    expired_records: Literal["mark", "remove"] = "mark"
 
 
 class ImageService:
@@ -164,6 +112,7 @@ class ImageService:
         self.thumbnails = thumbnails
         self._clock = clock
         self._checkpoint = checkpoint
+        self.uploads = Uploads(self, self._step)
         self.direct_uploads = DirectUploads(self)
         self.maintenance = Maintenance(
             stores={originals.name: originals, visualizations.name: visualizations},
@@ -232,15 +181,17 @@ class ImageService:
         if not isinstance(upload_request, UploadRequest):
             raise TypeError("upload_request must be an UploadRequest")
         key = original_key(session_id, upload_request.filename)
-        return await self._upload(
-            store=self.originals,
-            kind=ImageKind.ORIGINAL,
-            key=key,
-            data=file_bytes,
-            declared_type=upload_request.content_type,
-            declared_size=upload_request.size,
-            metadata=upload_request.metadata,
-            parent_id=None,
+        return await self._respond(
+            await self.uploads.upload(
+                store=self.originals,
+                kind=ImageKind.ORIGINAL,
+                key=key,
+                data=file_bytes,
+                declared_type=upload_request.content_type,
+                declared_size=upload_request.size,
+                metadata=upload_request.metadata,
+                parent_id=None,
+            )
         )
 
     async def upload_visualization(
@@ -276,128 +227,18 @@ class ImageService:
                 or record.kind is not ImageKind.ORIGINAL
             ):
                 raise ValidationError(f"parent_id {parent} is not a ready original image")
-        return await self._upload(
-            store=self.visualizations,
-            kind=ImageKind.VISUALIZATION,
-            key=key,
-            data=file_bytes,
-            declared_type=content_type,
-            declared_size=None,
-            metadata=metadata,
-            parent_id=parent,
-        )
-
-    async def _upload(
-        self,
-        *,
-        store: ImageStore,
-        kind: ImageKind,
-        key: str,
-        data: PutData,
-        declared_type: str | None,
-        declared_size: int | None,
-        metadata: Mapping[str, str] | None,
-        parent_id: uuid.UUID | None,
-    ) -> ImageResponse:
-        user_metadata = validate_metadata(metadata)
-        if declared_type is not None:
-            normalise_image_type(validate_content_type(declared_type))
-        make_thumbnail = kind is ImageKind.ORIGINAL and self.thumbnails is not None
-        checked = await check_data(
-            Payload.of(data),
-            declared_type,
-            limit=self.config.max_upload_bytes,
-            declared_size=declared_size,
-            keep_copy=make_thumbnail,
-        )
-        session_id, filename = key.split("/", 1)
-        if kind is ImageKind.VISUALIZATION:
-            filename = filename.removeprefix("viz_")
-        now = self._clock()
-        record = ImageRecord(
-            image_id=new_id(),
-            kind=kind,
-            session_id=session_id,
-            bucket=store.name,
-            key=key,
-            filename=filename,
-            content_type=checked.content_type,
-            size=None,
-            sha256=None,
-            state=ImageState.UPLOADING,
-            created_at=now,
-            updated_at=now,
-            parent_id=parent_id,
-            metadata=user_metadata,
-        )
-        try:
-            await self.metadata.add(record)
-            await self._step("record_written")
-            ready = await self._store_objects(store, record, checked, make_thumbnail)
-        finally:
-            checked.close()
-        return await self._respond(ready)
-
-    async def _store_objects(
-        self, store: ImageStore, record: ImageRecord, checked: CheckedData, make_thumbnail: bool
-    ) -> ImageRecord:
-        try:
-            try:
-                info = await store.put(
-                    record.key,
-                    checked.payload,
-                    content_type=checked.content_type,
-                    metadata=record.metadata,
-                )
-            except DataRejected as rejected:
-                raise rejected.error from None
-            await self._step("object_written")
-            thumb = None
-            if make_thumbnail:
-                thumb = await self._put_thumbnail(store, record, checked)
-                await self._step("thumbnail_written")
-            sha256 = info.sha256 or await self._sha256_of(store, record.key)
-            ready = await self.metadata.mark_ready(
-                record.image_id,
-                size=info.size,
-                sha256=sha256,
-                thumbnail_key=thumb,
-                now=self._clock(),
+        return await self._respond(
+            await self.uploads.upload(
+                store=self.visualizations,
+                kind=ImageKind.VISUALIZATION,
+                key=key,
+                data=file_bytes,
+                declared_type=content_type,
+                declared_size=None,
+                metadata=metadata,
+                parent_id=parent,
             )
-            if ready is None:
-                raise StorageError(
-                    f"the upload of {record.key!r} was deleted while it ran; upload it again"
-                )
-            await self._step("marked_ready")
-            return ready
-        except (Exception, asyncio.CancelledError):
-            await self.maintenance.undo_upload(record)
-            raise
-
-    async def _put_thumbnail(
-        self, store: ImageStore, record: ImageRecord, checked: CheckedData
-    ) -> str | None:
-        assert self.thumbnails is not None
-        source: bytes | IO[bytes] | None = checked.payload.in_memory
-        if source is None:
-            source = checked.payload.rewound_file()
-        if source is None and checked.spool is not None:
-            checked.spool.seek(0)
-            source = checked.spool
-        if source is None:
-            return None
-        image = await self.thumbnails.make(source)
-        if image is None:
-            return None
-        key = thumbnail_key(record.session_id, record.filename)
-        await store.put(key, image, content_type="image/jpeg")
-        return key
-
-    async def _sha256_of(self, store: ImageStore, key: str) -> str:
-        digest = Digest()
-        async for chunk in store.stream(key):
-            digest.update(chunk)
-        return digest.sha256
+        )
 
     async def _respond(self, record: ImageRecord) -> ImageResponse:
         store = self.store_for(record.bucket)

@@ -23,7 +23,8 @@ from demeter_storage.domain.images import SNIFF_BYTES, sniff_image_type
 from demeter_storage.domain.keys import validate_session_id
 from demeter_storage.domain.records import ImageState
 from demeter_storage.domain.schemas import ImageResponse, UploadRequest, converter
-from demeter_storage.service import ImageService, validate_expiry_hours
+from demeter_storage.service import ImageService
+from demeter_storage.service_config import validate_expiry_hours
 
 MAX_CONCURRENCY: Final = 64
 
