@@ -13,14 +13,13 @@ for byte, over awkward keys, expiries, regions, endpoints and session tokens.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
-from demeter_storage.adapters.hmac_sha256 import HmacSha256
+from demeter_storage.adapters.hmac_sha256 import HmacSha256, sha256_hexdigest
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 _SHAPE_PROBE: Final = "demeter-shape-probe"
@@ -91,7 +90,7 @@ class _Context(NamedTuple):
 
     credentials: FrozenCredentials
     second: int
-    signing_key: HmacSha256
+    signing_mac: HmacSha256
     front: str
     canonical_tail: str
     url_tail: str
@@ -110,20 +109,20 @@ class QuerySigner:
     def __init__(self, shape: UrlShape, credentials: Callable[[], FrozenCredentials]) -> None:
         self.shape = shape
         self._credentials = credentials
-        self._signing_keys: dict[tuple[str, str], HmacSha256] = {}
+        self._signing_macs: dict[tuple[str, str], HmacSha256] = {}
         self._headers_part = f"host:{shape.host}\n\nhost\nUNSIGNED-PAYLOAD"
         self._context: _Context | None = None
 
-    def _signing_key(self, secret_key: str, day: str) -> HmacSha256:
-        cached = self._signing_keys.get((secret_key, day))
+    def _signing_mac(self, secret_key: str, day: str) -> HmacSha256:
+        cached = self._signing_macs.get((secret_key, day))
         if cached is None:
             key = HmacSha256(f"AWS4{secret_key}".encode()).digest(day.encode())
             for part in (self.shape.region, "s3", "aws4_request"):
                 key = HmacSha256(key).digest(part.encode())
             # Only today's key (and one for a rotated secret) are worth keeping.
-            if len(self._signing_keys) > 4:
-                self._signing_keys.clear()
-            self._signing_keys[(secret_key, day)] = cached = HmacSha256(key)
+            if len(self._signing_macs) > 4:
+                self._signing_macs.clear()
+            self._signing_macs[(secret_key, day)] = cached = HmacSha256(key)
         return cached
 
     def _new_context(self, credentials: FrozenCredentials, second: int) -> _Context:
@@ -143,7 +142,7 @@ class QuerySigner:
         return _Context(
             credentials=credentials,
             second=second,
-            signing_key=self._signing_key(credentials.secret_key, day),
+            signing_mac=self._signing_mac(credentials.secret_key, day),
             front=front,
             canonical_tail=canonical_tail,
             url_tail=url_tail,
@@ -166,8 +165,6 @@ class QuerySigner:
             f"{method}\n{self.shape.path_prefix}{path}\n{front}{context.canonical_tail}\n"
             f"{self._headers_part}"
         )
-        string_to_sign = (
-            context.string_to_sign_head + hashlib.sha256(canonical_request.encode()).hexdigest()
-        )
-        signature = context.signing_key.hexdigest(string_to_sign.encode())
+        string_to_sign = context.string_to_sign_head + sha256_hexdigest(canonical_request.encode())
+        signature = context.signing_mac.hexdigest(string_to_sign.encode())
         return f"{self.shape.base}{path}?{front}{context.url_tail}&X-Amz-Signature={signature}"
