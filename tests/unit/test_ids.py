@@ -6,6 +6,8 @@ import os
 import uuid
 from unittest import mock
 
+import pytest
+
 from demeter_storage.domain import ids
 from demeter_storage.domain.ids import BUFFER_BYTES, ID_BYTES, new_id
 
@@ -25,8 +27,9 @@ def test_the_os_is_asked_once_per_buffer() -> None:
     assert {call.args for call in urandom.call_args_list} == {(BUFFER_BYTES,)}
 
 
-def test_a_forked_child_never_repeats_its_parents_ids() -> None:
-    new_id()  # the parent holds a buffer with ids still to hand out
+def test_a_forked_child_never_repeats_its_parents_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "_buffer", ids._RandomBuffer())
+    new_id()  # the parent now holds a buffer with 255 ids still to hand out
     reader, writer = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe
