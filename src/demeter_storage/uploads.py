@@ -1,9 +1,11 @@
 """The upload path of :class:`~demeter_storage.service.ImageService`.
 
 An upload checks the data, writes the record (``uploading``), puts the object
-(and the thumbnail), then marks the record ``ready``. A failure at any step,
-cancellation included, undoes what was written; a process that dies between
-two steps leaves an ``uploading`` record that ``reconcile`` clears with its
+(and the thumbnail), then marks the record ``ready``. A failure while the
+objects are stored or the record marked ready, cancellation included, deletes
+the objects and the record at once. Anything else left half-done (a process
+that dies between two steps, a record written for a caller cancelled
+meanwhile) is an ``uploading`` record that ``reconcile`` clears with its
 objects. The checkpoint is awaited after each step (tests inject failures
 there).
 """
@@ -55,7 +57,8 @@ class Uploads:
     ) -> ImageRecord:
         """Check ``data``, write the record, the object (and thumbnail), mark it ready.
 
-        Returns the ready record; a failure at any step undoes the earlier ones.
+        Returns the ready record. A failure while storing the objects or marking
+        the record deletes what was written; see the module's docstring for the rest.
         """
         service = self._service
         user_metadata = validate_metadata(metadata)
