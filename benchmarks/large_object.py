@@ -231,8 +231,8 @@ def targets(
     upload_limit = (
         f"the fastest upload of any client in this run: {fastest}, {fastest_up.median:.0f} "
         f"MiB/s (max {fastest_up.high:.0f}); the server, SeaweedFS on the same cores as the "
-        f"client, bounds them all{_server_ceiling(results)} (the stores' server-side copy "
-        "that records the SHA-256 is metadata-only on SeaweedFS, counted in their time)"
+        f"client, bounds them all{_server_ceiling(results)}; the stores' server-side copy "
+        "that records the SHA-256 is metadata-only on SeaweedFS, counted in their time"
     )
     raw_down = ""
     if RAW_OBSTORE in setup.contenders:
@@ -275,6 +275,10 @@ def targets(
     return found
 
 
+def _ms_per_mib(value: float) -> str:
+    return "n/a" if value != value else f"{value:.1f}"  # NaN: not our server process
+
+
 def _server_ceiling(results: dict[tuple[str, str], list[Result]]) -> str:
     """What the server's own CPU per MiB uploaded allows on this machine's cores."""
     per_mib = Summary.of(
@@ -287,13 +291,13 @@ def _server_ceiling(results: dict[tuple[str, str], list[Result]]) -> str:
     ).median
     if per_mib != per_mib:  # NaN: the server is not a process of ours
         return ""
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     return (
-        f": it used {per_mib:.1f} ms of CPU per MiB uploaded (median of every upload), so "
-        f"even with the machine's {cores} cores to itself and a client costing nothing it "
-        "could take in at most "
-        f"{cores * 1000 / per_mib:.0f} MiB/s (`benchmarks/profile_seaweedfs.py` "
-        "profiles the server: 40-55% of its CPU went to MD5 in this project's runs)"
+        f": it used about {per_mib:.1f} ms of CPU per MiB uploaded (median of every upload, "
+        "its background work included), so even with the machine's "
+        f"{cores} cores to itself and a client costing nothing it could take in about "
+        f"{cores * 1000 / per_mib:.0f} MiB/s; `benchmarks/profile_seaweedfs.py` profiles "
+        "the server: 40-55% of its CPU went to MD5 in this project's runs"
     )
 
 
@@ -319,7 +323,7 @@ def report(
                     number(rss.high),
                     ratio(rss.median, peak.median),
                     number(_summary(mine[contender], "start_rss_mib").median),
-                    f"{_summary(mine[contender], 'server_ms_per_mib').median:.1f}",
+                    _ms_per_mib(_summary(mine[contender], "server_ms_per_mib").median),
                 ]
             )
     headers = [

@@ -91,11 +91,14 @@ def flat_profile(path: Path) -> tuple[Counter[str], int]:
                 (ids if inner == _SAMPLE_LOCATIONS else values).extend(_ints(item))
             samples.append((ids, values[-1]))  # the last value is CPU nanoseconds
         elif number == _LOCATION and isinstance(value, bytes):
-            parsed = dict(_fields(value))
-            line = parsed.get(_LOCATION_LINE)
-            if isinstance(line, bytes):
-                function = dict(_fields(line)).get(_LINE_FUNCTION)
-                locations[int(parsed[_LOCATION_ID])] = int(function or 0)
+            location_id, innermost = 0, 0
+            for inner, item in _fields(value):
+                if inner == _LOCATION_ID and isinstance(item, int):
+                    location_id = item
+                elif inner == _LOCATION_LINE and isinstance(item, bytes) and not innermost:
+                    # The first line is the innermost frame; later ones were inlined into.
+                    innermost = int(dict(_fields(item)).get(_LINE_FUNCTION, 0))
+            locations[location_id] = innermost
         elif number == _FUNCTION and isinstance(value, bytes):
             parsed = dict(_fields(value))
             functions[int(parsed[_FUNCTION_ID])] = int(parsed.get(_FUNCTION_NAME, 0))

@@ -105,10 +105,10 @@ METHOD: Final = """\
   as what S3 itself would do.
 - **Interleaved rounds**: in every round each contender runs each case once,
   in a freshly shuffled order, so a drift of the machine (another process, a
-  warming cache, the server compacting) touches every contender alike. Small
-  objects go finer: a case's objects are moved in slices, the contenders
-  taking turns slice by slice, so that two contenders compared in one round
-  ran within seconds of each other.
+  warming cache, the server compacting) touches every contender alike. The S3
+  small-object section goes finer at concurrency 1: a case's objects are
+  moved in slices, the contenders taking turns slice by slice, so that two
+  contenders compared in one round ran within seconds of each other.
 - **Medians** over rounds, with the min-max spread; the ratio column divides a
   contender's median by the baseline's (raw boto3 for S3) in the same case.
 - **Ratio targets are judged per round**: each round's figure is divided by

@@ -63,7 +63,14 @@ OBSTORE_TARGET_NAME: Final = (
     f"`{OBSTORE_ADAPTER}` vs raw obstore, small objects, {OBSTORE_TARGET_CONCURRENCY} concurrent"
 )
 SLICES: Final = 4
-"""Turns per round: each contender moves a quarter of the case's keys at a time."""
+"""Turns per round at concurrency 1: each contender moves a quarter of the keys at a time.
+
+Only there: a pass starts with a fresh client or store (threads, connections),
+a fixed cost that at concurrency 1 is one connection against a pass of
+seconds, but at 16 or 64 would be paid four times per round in the timing.
+"""
+MIN_SLICE_OBJECTS: Final = 100
+"""Fewer objects than this per slice (a quick run's) are not sliced."""
 DEFAULTS: Final = {"rounds": 5, "objects": 1000, "size_kib": 256, "concurrency": [1, 16, 64]}
 QUICK: Final = {"rounds": 1, "objects": 40, "size_kib": 256, "concurrency": [1, 16, 64]}
 Rates = dict[tuple[Case, str], list[float]]
@@ -79,9 +86,9 @@ async def measure(
 ) -> Rates:
     """Objects per second of every contender in every case, one value per round.
 
-    Within a round each case's keys are moved in ``slices`` slices, the
-    contenders taking turns slice by slice, so that contenders compared in one
-    round ran within seconds of each other.
+    Within a round, at concurrency 1, each case's keys are moved in ``slices``
+    slices, the contenders taking turns slice by slice, so that contenders
+    compared in one round ran within seconds of each other (see :data:`SLICES`).
     """
     objects = len(setup.keys)
     shuffler = random.Random(seed)
@@ -91,13 +98,16 @@ async def measure(
     for contender in setup.contenders:
         await one_pass(setup, contender, ("up", max(concurrencies)))
     rates: Rates = {}
-    parts = [setup.keys[start::slices] for start in range(min(slices, objects))]
+    whole = [setup.keys]
+    sliced = [setup.keys[start::slices] for start in range(slices)]
+    if objects < slices * MIN_SLICE_OBJECTS:
+        sliced = whole
     for round_number in range(1, rounds + 1):
         for case in cases:
             seconds = dict.fromkeys(setup.contenders, 0.0)
             # Slice by slice, in a fresh order each time: a contender's objects/s in
             # this round is its whole case's keys over the sum of its slices' times.
-            for part in parts:
+            for part in sliced if case[1] == 1 else whole:
                 order = list(setup.contenders)
                 shuffler.shuffle(order)
                 for contender in order:
@@ -243,10 +253,8 @@ def report(setup: Setup, rates: Rates, *, rounds: int, size: int) -> str:
     return (
         f"## Small objects: {len(setup.keys):,} x {size // KiB} KiB up and down\n\n"
         f"{table}\n\n"
-        f"Median over {rounds} interleaved round(s), min-max across rounds. In a round each "
-        f"case's objects are moved in {SLICES} slices, the contenders taking turns slice by "
-        "slice in a fresh order, and a contender's figure is all the objects over the sum of "
-        "its slices' times. Raw boto3: "
+        f"Median over {rounds} interleaved round(s), min-max across rounds. {_slicing(setup)}"
+        "Raw boto3: "
         "`put_object` / `get_object()['Body'].read()` from a `ThreadPoolExecutor(c)` "
         "sharing one client with `max_pool_connections=c`. The stores: "
         "`S3Config(max_concurrency=c)` and `asyncio.gather` bounded by `Semaphore(c)`. "
@@ -282,6 +290,19 @@ def run(
             return measured(server, Path(tmp))
         with seaweedfs() as fresh:
             return measured(fresh, Path(tmp))
+
+
+def _slicing(setup: Setup) -> str:
+    """How a round moved the objects, as :func:`measure` did."""
+    if len(setup.keys) < SLICES * MIN_SLICE_OBJECTS:
+        return "Each contender moves all the objects in one pass per case. "
+    return (
+        f"At concurrency 1 a round moves each case's objects in {SLICES} slices, the "
+        "contenders taking turns slice by slice in a fresh order, and a contender's figure "
+        "is all the objects over the sum of its slices' times (a pass there takes seconds, "
+        "and the machine drifts as much between passes as the differences judged); at "
+        "higher concurrency, one pass each. "
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
