@@ -62,17 +62,30 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _port_from_the_os() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def free_port_pairs(count: int) -> list[int]:
-    """``count`` distinct ports ``p`` such that ``p`` and ``p + 10000`` are free on loopback."""
+    """``count`` ports ``p`` such that ``p`` and ``p + 10000`` are free on loopback.
+
+    No port of the set is another's gRPC port: SeaweedFS refuses to start when,
+    say, the volume server's port is the master's plus 10000.
+    """
     chosen: list[int] = []
+    taken: set[int] = set()  # every chosen port and its gRPC port
     while len(chosen) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + GRPC_OFFSET > 65535 or port in chosen:
+        port = _port_from_the_os()
+        if port + GRPC_OFFSET > 65535 or port in taken or port + GRPC_OFFSET in taken:
             port = 20000 + secrets.randbelow(25000)
+        if port in taken or port + GRPC_OFFSET in taken:
+            continue
         if _port_is_free(port) and _port_is_free(port + GRPC_OFFSET):
             chosen.append(port)
+            taken.update((port, port + GRPC_OFFSET))
     return chosen
 
 
