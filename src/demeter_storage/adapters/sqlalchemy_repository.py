@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from demeter_storage.adapters.sqlalchemy_engine import IDLE_PING_SECONDS, create_engine
 from demeter_storage.adapters.sqlalchemy_schema import images_table as images
 from demeter_storage.domain.errors import (
-    ConfigurationError,
     ImageAlreadyExists,
     StorageError,
     StorageUnavailable,
@@ -35,76 +33,7 @@ from demeter_storage.ports import MetadataRepository
 if TYPE_CHECKING:
     from demeter_storage.adapters.asyncpg_statements import AsyncpgStatements
 
-_SQLITE_PRAGMAS: Final = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=FULL",
-    "PRAGMA busy_timeout=30000",
-    "PRAGMA foreign_keys=ON",
-)
-
-
-IDLE_PING_SECONDS: Final = 1.0
-"""Connections idle longer than this are pinged before use (see :func:`create_engine`)."""
-
-
-def create_engine(
-    url: str, *, ping_idle_after: float = IDLE_PING_SECONDS, **options: Any
-) -> AsyncEngine:
-    """An async engine for ``url``, set up for this package's access pattern.
-
-    SQLite gets WAL mode (readers never wait for the writer), a 30 s busy
-    timeout, full fsync and foreign keys. Other databases get a liveness ping
-    on checkout for connections idle more than ``ping_idle_after`` seconds
-    (0: every reuse, like SQLAlchemy's ``pool_pre_ping``). A connection in
-    steady use skips it: the ping was a round trip per statement, as costly
-    as the statement itself; one that dies under a statement is invalidated
-    and the statement fails with ``StorageUnavailable``.
-
-    Raises:
-        ConfigurationError: the URL or its driver is unusable.
-    """
-    try:
-        engine = create_async_engine(url, **options)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise ConfigurationError(
-            f"cannot use the database URL ({type(exc).__name__}: {exc}); check "
-            "DEMETER_DATABASE_URL and install the driver (asyncpg for PostgreSQL)"
-        ) from exc
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            for pragma in _SQLITE_PRAGMAS:
-                cursor.execute(pragma)
-            cursor.close()
-
-    else:
-        _ping_idle_connections(engine, ping_idle_after)
-    return engine
-
-
-def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
-    dialect = engine.sync_engine.dialect
-
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_LAST_USED] = time.monotonic()
-
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        last_used = record.info.get(_LAST_USED)
-        if last_used is None or time.monotonic() - last_used < idle_seconds:
-            return  # just connected, or in steady use
-        try:
-            dialect.do_ping(dbapi_connection)
-        except Exception as exc:
-            # The pool's documented way to say "discard this one and connect anew".
-            raise DisconnectionError(f"the idle connection is gone ({exc})") from exc
-
-
-_LAST_USED: Final = "demeter_last_used"
-
+__all__ = ["IDLE_PING_SECONDS", "SqlAlchemyMetadataRepository", "create_engine"]
 
 # Built once: SQLAlchemy caches their compiled form; only the parameters change.
 _INSERT: Final = sa.insert(images)
