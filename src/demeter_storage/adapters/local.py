@@ -21,6 +21,7 @@ from typing import Final, ParamSpec, TypeVar
 from urllib.parse import quote
 
 from demeter_storage.adapters import _local_fs as fs
+from demeter_storage.adapters._local_writes import TempWriter
 from demeter_storage.adapters.url_signing import UrlSigner
 from demeter_storage.adapters.worker_threads import WorkerThreads
 from demeter_storage.domain.errors import (
@@ -145,7 +146,7 @@ class LocalImageStore(ImageStore):
         self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
     ) -> ObjectInfo:
         segments, name = _split(key)
-        writer = await self._run(key, True, fs.TempWriter, self._tree, segments, name)
+        writer = await self._run(key, True, TempWriter, self._tree, segments, name)
         try:
             # Only the store's own file operations are translated: an error raised
             # by the caller's data source reaches the caller unchanged.
