@@ -140,6 +140,47 @@ async def test_a_cancelled_multipart_put_is_aborted(store: S3ImageStore) -> None
     assert not await store.exists("s/stalled.tif")
 
 
+def _answers_without(store: S3ImageStore, operation: str, field: str) -> None:
+    """Make the client see ``operation``'s answers without ``field`` (as some servers send them)."""
+
+    def strip(parsed: dict[str, object], **_: object) -> None:
+        parsed.pop(field, None)
+
+    store.client.meta.events.register(f"after-call.s3.{operation}", strip)
+
+
+async def test_parts_without_a_checksum_in_the_answer_are_completed_by_etag(
+    store: S3ImageStore,
+) -> None:
+    _answers_without(store, "UploadPart", "ChecksumCRC32")
+    info = await store.put("s/big.tif", pattern_source(12 * MiB), content_type="image/tiff")
+    assert info.size == 12 * MiB
+    assert info.sha256 == pattern_sha256(12 * MiB)
+    assert hashlib.sha256(await store.get("s/big.tif")).hexdigest() == info.sha256
+
+
+async def test_a_part_answered_without_an_etag_fails_the_put_and_is_aborted(
+    store: S3ImageStore,
+) -> None:
+    requests = Requests(store.client)
+    _answers_without(store, "UploadPart", "ETag")
+    with pytest.raises(StorageError, match=r"UploadPart of 's/big\.tif'.*no ETag") as caught:
+        await store.put("s/big.tif", pattern_source(12 * MiB), content_type="image/tiff")
+    assert type(caught.value) is StorageError  # a server's fault no retry mends
+    assert requests.sent["AbortMultipartUpload"] == 1
+    assert _dangling_uploads(store) == []
+    assert not await store.exists("s/big.tif")
+
+
+async def test_an_upload_answered_without_an_id_sends_no_part(store: S3ImageStore) -> None:
+    requests = Requests(store.client)
+    _answers_without(store, "CreateMultipartUpload", "UploadId")
+    with pytest.raises(StorageError, match=r"CreateMultipartUpload of 's/big\.tif'.*no UploadId"):
+        await store.put("s/big.tif", pattern_source(12 * MiB), content_type="image/tiff")
+    assert requests.sent["UploadPart"] == 0
+    assert not await store.exists("s/big.tif")
+
+
 async def test_a_failed_sha256_record_keeps_the_object(
     store: S3ImageStore, caplog: pytest.LogCaptureFixture
 ) -> None:

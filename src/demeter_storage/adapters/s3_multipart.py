@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any, Protocol
 
+from demeter_storage.domain.errors import StorageError
 from demeter_storage.streams import Digest
 
 Call = Callable[..., Awaitable[Any]]
@@ -151,7 +152,7 @@ async def upload_parts(
         Metadata=metadata,
         ChecksumAlgorithm="CRC32",
     )
-    upload_id = created["UploadId"]
+    upload_id = _required(created, "UploadId", "CreateMultipartUpload", bucket, key)
     tasks: list[asyncio.Task[dict[str, Any]]] = []
     try:
         slots = asyncio.Semaphore(concurrency)
@@ -168,11 +169,15 @@ async def upload_parts(
                     Body=body,
                     ChecksumAlgorithm="CRC32",  # botocore computes it; the server checks it
                 )
-                return {
+                part: dict[str, Any] = {
                     "PartNumber": number,
-                    "ETag": response["ETag"],
-                    "ChecksumCRC32": response["ChecksumCRC32"],
+                    "ETag": _required(response, "ETag", "UploadPart", bucket, key),
                 }
+                # Some S3-compatible servers neither check nor echo a part's checksum:
+                # then the completion names the parts by ETag alone.
+                if checksum := response.get("ChecksumCRC32"):
+                    part["ChecksumCRC32"] = checksum
+                return part
             finally:
                 reader.release(body)
                 slots.release()
@@ -199,7 +204,7 @@ async def upload_parts(
             UploadId=upload_id,
             MultipartUpload={"Parts": parts},
         )
-        return str(completed["ETag"])
+        return _required(completed, "ETag", "CompleteMultipartUpload", bucket, key)
     except BaseException:
         # Let parts already on the wire finish first: a part that lands after the
         # abort would otherwise keep its storage (and its cost) on the server.
@@ -213,3 +218,19 @@ async def upload_parts(
                 UploadId=upload_id,
             )
         raise
+
+
+def _required(answer: dict[str, Any], field: str, operation: str, bucket: str, key: str) -> str:
+    """A field of the server's answer the upload cannot go on without.
+
+    Raises:
+        StorageError: the server left it out (the upload is then aborted).
+    """
+    value = answer.get(field)
+    if not value:
+        raise StorageError(
+            f"S3 {operation} of {key!r} in bucket {bucket!r} failed: the server's answer has "
+            f"no {field}; this server does not support multipart uploads as S3 does (raise "
+            "S3_MULTIPART_THRESHOLD to send objects in one request)"
+        )
+    return str(value)
