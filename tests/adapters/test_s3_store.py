@@ -7,12 +7,14 @@ import hashlib
 import json
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -31,6 +33,7 @@ from demeter_storage.adapters.s3 import SHA256_METADATA, S3ImageStore, validate_
 from demeter_storage.adapters.s3_config import MiB, S3Config, TemporaryCredentials
 from demeter_storage.testing import SeaweedFSServer
 from demeter_storage.testing.contract import pattern_sha256, pattern_source
+from tests.adapters.fake_s3 import FakeS3Server, fake_config
 from tests.adapters.s3_faults import FAULTS, Requests, _Raw, error_response
 
 MULTIPART = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_concurrency": 2}
@@ -239,6 +242,69 @@ def test_the_client_is_sized_for_the_threads_and_never_retries(moto: None) -> No
     assert store._threads.max_workers == 24
     assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
     assert (config.connect_timeout, config.read_timeout) == (5.0, 60.0)
+
+
+async def test_the_timeouts_are_the_clients_and_a_stalled_server_times_out(
+    fake_s3: FakeS3Server,
+) -> None:
+    store = S3ImageStore(
+        "photos", config=fake_config(fake_s3, connect_timeout=1.5, read_timeout=0.5)
+    )
+    config = store.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (1.5, 0.5)
+    fake_s3.script.append(("stall",))  # answers nothing for 30 s
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageUnavailable, match=r"HeadObject of 's/a\.jpg'.*Read timeout"):
+            await store.head("s/a.jpg")
+    finally:
+        await store.aclose()
+    # Far below the 30 s stall and the 60 s default: the setting is what ended the wait.
+    assert time.monotonic() - started < 10
+
+
+def _answer_head(sent: list[str]) -> Callable[..., AWSResponse]:
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request.url)
+        headers = {
+            "Content-Length": "5",
+            "ETag": '"etag-1"',
+            "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT",
+            "Content-Type": "image/jpeg",
+        }
+        return AWSResponse(request.url, 200, headers, _Raw(b""))
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("style", "object_url"),
+    [
+        ("virtual", "https://photos.s3.example.test/s/a.jpg"),
+        ("path", "https://s3.example.test/photos/s/a.jpg"),
+    ],
+)
+async def test_the_addressing_style_shapes_requests_and_presigned_urls(
+    style: str, object_url: str
+) -> None:
+    config = S3Config(
+        endpoint_url="https://s3.example.test",
+        region="eu-west-1",
+        addressing_style=style,  # type: ignore[arg-type]  # the literal, parametrized
+        access_key_id="AKIDEXAMPLE",
+        secret_access_key=Secret("secret"),
+    )
+    store = S3ImageStore("photos", config=config)
+    sent: list[str] = []
+    store.client.meta.events.register_first("before-send.s3", _answer_head(sent))
+    try:
+        info = await store.head("s/a.jpg")
+        url = await store.presign("s/a.jpg", expires_in=60)
+    finally:
+        await store.aclose()
+    assert info.size == 5
+    assert sent == [object_url]
+    assert url.url.startswith(object_url + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&")
 
 
 def test_a_given_client_with_a_small_pool_is_warned_about(
