@@ -11,7 +11,7 @@ from tests.browser import chromium
 
 # The package's pytest plugin, loaded here rather than through its entry point
 # (pyproject's addopts disable that) so that coverage sees the package's imports.
-pytest_plugins = ["demeter_storage.testing.plugin"]
+pytest_plugins = ["demeter_storage.testing.plugin", "pytester"]
 
 __all__ = ["chromium", "postgres_engine", "postgres_url", "redis_url"]
 
