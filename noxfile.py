@@ -54,9 +54,15 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark suite: starts SeaweedFS itself; pass run_all.py's options after --."""
+    """The benchmark suite: starts SeaweedFS itself and writes docs/benchmarks.md.
+
+    run_all.py's options go after ``--``; ``--output FILE`` writes the page elsewhere.
+    """
     session.install("-e", ".[test,postgres,redis,fast]", "pyinstrument")
-    session.run("python", "benchmarks/run_all.py", *session.posargs)
+    options = list(session.posargs)
+    if not any(option == "--output" or option.startswith("--output=") for option in options):
+        options += ["--output", "docs/benchmarks.md"]
+    session.run("python", "benchmarks/run_all.py", *options)
 
 
 @nox.session
