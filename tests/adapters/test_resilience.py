@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -473,3 +475,36 @@ async def test_unreachable_redis_falls_back_to_local_state_with_a_warning(
     status = await store.breaker_status()
     assert (status.state, status.shared) == ("open", False)
     await store.aclose()
+
+
+async def test_a_redis_that_answers_nothing_costs_one_short_timeout_then_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    port = silent.getsockname()[1]
+    inner = FlakyStore()
+    await inner.put("s/a.jpg", b"photo", content_type="image/jpeg")
+    store = ResilientImageStore(
+        inner, redis_url=f"redis://127.0.0.1:{port}/0", circuit_name="silent", sleep=Sleeps()
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="demeter_storage"):
+            started = time.monotonic()
+            # Without the breaker's socket timeout this would wait for ever.
+            assert await asyncio.wait_for(store.get("s/a.jpg"), 10) == b"photo"
+            first = time.monotonic() - started
+            started = time.monotonic()
+            for _ in range(20):
+                assert await store.get("s/a.jpg") == b"photo"
+            later = time.monotonic() - started
+        warnings = [r for r in caplog.records if "Redis is unreachable" in r.getMessage()]
+        assert len(warnings) == 1  # once per retry interval, not per call
+        assert "Timeout" in warnings[0].getMessage()
+        # The breaker's short socket timeout ended the wait, not the OS's; later calls
+        # skip Redis until the retry interval passes.
+        assert first < 5
+        assert later < first
+        assert (await store.breaker_status()).shared is False
+    finally:
+        await store.aclose()
+        silent.close()
