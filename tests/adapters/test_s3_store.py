@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from demeter_storage import (
     ConfigurationError,
+    ObjectNotFound,
     Secret,
     StorageError,
     StorageUnavailable,
@@ -580,6 +581,21 @@ async def test_error_messages_name_the_operation_bucket_key_and_code(
         await store.head("s/a.jpg")
     assert str(caught.value).startswith("S3 HeadObject of 's/a.jpg' in bucket 'photos' failed")
     assert "InvalidRequest" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("operation", "code"),
+    [("get", "(NoSuchKey)"), ("head", "(404)")],  # an answer to HEAD has no body, only its status
+)
+async def test_a_missing_object_names_its_key_bucket_and_code(
+    store: S3ImageStore, operation: str, code: str
+) -> None:
+    with pytest.raises(ObjectNotFound) as caught:
+        await getattr(store, operation)("s/missing.jpg")
+    assert (caught.value.key, caught.value.bucket) == ("s/missing.jpg", "photos")
+    message = str(caught.value)
+    assert message.startswith("object 's/missing.jpg' not found in 'photos'")
+    assert code in message
 
 
 @pytest.mark.seaweedfs
