@@ -8,17 +8,19 @@ kills a real SeaweedFS server mid-run and restarts it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from demeter_storage import ConfigurationError, ObjectNotFound, StorageUnavailable
+from demeter_storage import ConfigurationError, ObjectNotFound, StorageError, StorageUnavailable
 from demeter_storage.adapters.resilience import ResilientImageStore
 from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.adapters.s3_config import MiB, S3Config
+from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.testing import ManualClock, no_sleep, skip_or_fail, start_seaweedfs
+from demeter_storage.testing.contract import pattern_source
 from demeter_storage.testing.seaweedfs import SeaweedFSUnavailable, weed_binary
 from tests.adapters.s3_faults import FAULTS, Requests, error_response
 
@@ -167,3 +169,64 @@ async def test_killing_seaweedfs_fails_fast_then_recovers_after_restart(
     finally:
         await store.aclose()
         server.stop()
+
+
+async def _drain(items: AsyncIterator[object]) -> list[object]:
+    return [item async for item in items]
+
+
+def _every_operation(store: S3ImageStore) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Each public operation of the store that sends a request."""
+    return {
+        "put": lambda: store.put("s/b.jpg", b"photo", content_type="image/jpeg"),
+        "multipart put": lambda: store.put(
+            "s/big.tif", pattern_source(9 * MiB), content_type="image/tiff"
+        ),
+        "get": lambda: store.get("s/a.jpg"),
+        "stream": lambda: _drain(store.stream("s/a.jpg")),
+        "head": lambda: store.head("s/a.jpg"),
+        "exists": lambda: store.exists("s/a.jpg"),
+        "delete": lambda: store.delete("s/a.jpg"),
+        "delete_many": lambda: store.delete_many(["s/a.jpg", "s/b.jpg"]),
+        "list": lambda: _drain(store.list("s/")),
+        "apply_lifecycle": lambda: store.apply_lifecycle(LifecyclePolicy.default()),
+        "get_lifecycle": store.get_lifecycle,
+        "ensure_bucket": store.ensure_bucket,
+    }
+
+
+OPERATIONS = (
+    "put",
+    "multipart put",
+    "get",
+    "stream",
+    "head",
+    "exists",
+    "delete",
+    "delete_many",
+    "list",
+    "apply_lifecycle",
+    "get_lifecycle",
+    "ensure_bucket",
+)
+SWEEP_FAULTS = {
+    **FAULTS,
+    "403": lambda request: error_response(403, "AccessDenied"),
+    "unknown 400": lambda request: error_response(400, "SomethingNew"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(SWEEP_FAULTS))
+@pytest.mark.parametrize("operation", OPERATIONS)
+async def test_no_botocore_exception_escapes_any_operation(
+    s3: S3ImageStore, requests: Requests, operation: str, fault: str
+) -> None:
+    run = _every_operation(s3)
+    assert sorted(run) == sorted(OPERATIONS)
+    requests.fail("*", SWEEP_FAULTS[fault])
+    with pytest.raises(StorageError) as caught:
+        await run[operation]()
+    leaked = [cls for cls in type(caught.value).__mro__ if cls.__module__.startswith("botocore")]
+    assert leaked == []
+    assert "'faults'" in str(caught.value)  # the bucket
+    assert requests.total >= 1  # the fault was met on the wire, not short of it
