@@ -430,7 +430,8 @@ async def test_a_circuit_opened_in_one_process_is_open_in_another(redis_url: str
     await first.aclose()
 
 
-async def test_one_probe_across_processes_sharing_redis(redis_url: str) -> None:
+async def test_one_probe_across_breakers_sharing_redis(redis_url: str) -> None:
+    # Two breakers with no state in common but Redis: two processes, as far as they know.
     name = f"test-probe-{uuid.uuid4().hex}"
     clock = ManualClock()
     inners = [FlakyStore(), FlakyStore()]
