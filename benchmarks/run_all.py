@@ -115,7 +115,11 @@ METHOD: Final = """\
   the baseline's from the same round, and the median of those ratios is held
   to the target (the two ran side by side, so the machine's drift between
   rounds, which widens every spread here, drops out). The target lines give
-  that median, its range over the rounds and the ratio of medians beside it.
+  that median, its range over the rounds and the ratio of medians beside it;
+  a ratio in a limit line, or "outside the target", is such a per-round
+  median too, so it may differ from the section table's ratio of medians.
+  The large-download target is the exception: a ratio of medians against
+  the best of boto3's configurations, picked after the run.
 - **Fresh processes for memory**: each large transfer runs in its own child
   process that imports only its own client, and reports its peak RSS
   (`VmHWM` in `/proc/self/status`; unlike `ru_maxrss` it is not inherited
