@@ -109,3 +109,30 @@ def test_the_service_target_is_the_median_of_per_round_ratios(
     assert verdict([85.0, 158.0, 81.0]) is True
     assert verdict([79.0, 170.0, 75.0]) is False
     assert service.targets({}, {})[0].met is None
+
+
+def test_the_service_limit_never_credits_its_own_steps_with_negative_time(
+    bench: dict[str, ModuleType],
+) -> None:
+    service = bench["service"]
+    concurrency = service.TARGET_CONCURRENCY
+    rates = {
+        (concurrency, service.BARE): [100.0, 100.0, 100.0],
+        (concurrency, service.POSTGRES): [66.0, 66.0, 66.0],
+        (concurrency, service.IN_MEMORY): [97.0, 97.0, 97.0],
+    }
+
+    def limit(in_memory_cpu: float) -> str:
+        cpu = {
+            (concurrency, service.BARE): [1.20] * 3,
+            (concurrency, service.POSTGRES): [1.63] * 3,
+            (concurrency, service.IN_MEMORY): [in_memory_cpu] * 3,
+        }
+        (target,) = service.targets(rates, cpu)
+        assert target.met is False
+        return target.limit
+
+    assert "own steps (checks, URL, records in memory) took 0.05 ms" in limit(1.25)
+    below = limit(1.08)
+    assert "-0." not in below
+    assert "the 0.43 ms more than the bare put are PostgreSQL's two writes" in below
