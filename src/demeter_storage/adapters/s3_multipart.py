@@ -224,7 +224,9 @@ def _required(answer: dict[str, Any], field: str, operation: str, bucket: str, k
     """A field of the server's answer the upload cannot go on without.
 
     Raises:
-        StorageError: the server left it out (the upload is then aborted).
+        StorageError: the server left it out. :func:`upload_parts` then aborts the
+            upload; without an ETag for the completed object, the object the server
+            did assemble stays (the put failed: the service deletes what it wrote).
     """
     value = answer.get(field)
     if not value:
