@@ -12,6 +12,9 @@ import pytest
 HOST_APP_TESTS = """
 import asyncio
 
+import pytest
+
+from demeter_storage import ConfigurationError, Secret
 from demeter_storage.adapters.s3 import S3ImageStore
 
 
@@ -39,6 +42,17 @@ def test_the_seaweedfs_server_checks_signatures(seaweedfs_server):
             await store.aclose()
 
     assert asyncio.run(round_trip()) == b"jpeg bytes"
+
+    async def forged():
+        config = seaweedfs_server.s3_config(secret_access_key=Secret("not-the-secret"))
+        store = S3ImageStore("host-app", config=config)
+        try:
+            await store.get("s/a.jpg")
+        finally:
+            await store.aclose()
+
+    with pytest.raises(ConfigurationError, match="SignatureDoesNotMatch"):
+        asyncio.run(forged())
 """
 
 
