@@ -7,8 +7,12 @@ from demeter_storage.adapters.local import LocalImageStore
 from demeter_storage.adapters.memory import InMemoryImageStore
 from demeter_storage.domain.errors import (
     ConfigurationError,
+    ImageAlreadyExists,
+    ImageNotFound,
     IntegrityError,
     InvalidSignature,
+    ObjectChanged,
+    ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
@@ -25,6 +29,8 @@ from demeter_storage.streams import Payload, PutData
 __all__ = [
     "ConfigurationError",
     "DirectUpload",
+    "ImageAlreadyExists",
+    "ImageNotFound",
     "ImageStore",
     "InMemoryImageStore",
     "IntegrityError",
@@ -32,6 +38,8 @@ __all__ = [
     "LifecyclePolicy",
     "LifecycleRule",
     "LocalImageStore",
+    "ObjectChanged",
+    "ObjectExists",
     "ObjectInfo",
     "ObjectNotFound",
     "Payload",

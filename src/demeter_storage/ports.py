@@ -29,6 +29,7 @@ from demeter_storage.domain.lifecycle import (
     warn_unenforceable,
 )
 from demeter_storage.domain.objects import (
+    DEFAULT_CONTENT_TYPE,
     HttpMethod,
     ObjectInfo,
     PresignedPost,
@@ -51,6 +52,12 @@ def _validate_chunk_size(chunk_size: object) -> int:
     return chunk_size
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"if_absent must be a bool, got {type(value).__name__}")
+    return value
+
+
 def _validate_keys(keys: object) -> builtins.list[str]:
     if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
         raise TypeError("keys must be an iterable of str (a list or tuple), not a single key")
@@ -70,8 +77,15 @@ class ImageStore(abc.ABC):
       ``exists`` returns False instead.
     * ``put`` replaces an existing object atomically: readers see the old or the
       new bytes, never a mix, and a failure part-way leaves the old object (or
-      nothing) in place.
+      nothing) in place. With ``if_absent=True`` it only creates: it raises
+      :class:`~demeter_storage.domain.errors.ObjectExists` and writes nothing if
+      an object is stored under the key, checked atomically by the store (S3's
+      ``If-None-Match: *``). ``copy`` follows the same rules.
     * ``delete`` and ``delete_many`` are idempotent: deleting a missing key is fine.
+      ``delete(key, if_match=etag)`` deletes only that version of the object and
+      raises :class:`~demeter_storage.domain.errors.ObjectChanged` for another.
+    * A presigned PUT URL pins its content type and only creates: the server
+      refuses it for a key that holds an object.
     * Failures are raised as :class:`~demeter_storage.domain.errors.StorageError`
       subclasses; no library exception escapes.
 
@@ -91,6 +105,7 @@ class ImageStore(abc.ABC):
         *,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         """Store ``data`` under ``key``, replacing any object there.
 
@@ -102,14 +117,46 @@ class ImageStore(abc.ABC):
             content_type: the MIME type to serve it with.
             metadata: user metadata, see
                 :func:`~demeter_storage.domain.objects.validate_metadata`.
+            if_absent: only create the object; never replace one.
 
         Returns:
             What was stored, with its size and SHA-256.
+
+        Raises:
+            ObjectExists: ``if_absent`` and an object is stored under ``key``
+                (nothing was written).
         """
         valid_key = validate_key(key)
         valid_type = validate_content_type(content_type)
         valid_metadata = validate_metadata(metadata)
-        return await self._put(valid_key, Payload.of(data), valid_type, valid_metadata)
+        return await self._put(
+            valid_key, Payload.of(data), valid_type, valid_metadata, if_absent=_flag(if_absent)
+        )
+
+    async def copy(
+        self, source_key: str, target_key: str, *, if_absent: bool = False
+    ) -> ObjectInfo:
+        """Copy an object, with its content type and metadata, to another key of this store.
+
+        On S3 the server copies the bytes (nothing passes through this process).
+
+        Args:
+            source_key: what to copy.
+            target_key: where to; replaced atomically.
+            if_absent: only create ``target_key``; never replace an object there.
+
+        Returns:
+            What was stored under ``target_key``.
+
+        Raises:
+            ObjectNotFound: nothing is stored under ``source_key``.
+            ObjectExists: ``if_absent`` and an object is stored under ``target_key``.
+        """
+        source = validate_key(source_key)
+        target = validate_key(target_key)
+        if source == target:
+            raise ValidationError(f"cannot copy {source!r} onto itself; choose another target key")
+        return await self._copy(source, target, if_absent=_flag(if_absent))
 
     async def get(self, key: str) -> bytes:
         """Return the whole object. Prefer :meth:`stream` for large objects."""
@@ -135,9 +182,25 @@ class ImageStore(abc.ABC):
             return False
         return True
 
-    async def delete(self, key: str) -> None:
-        """Delete the object; deleting a missing key is not an error."""
-        await self._delete(validate_key(key))
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete the object; deleting a missing key is not an error.
+
+        Args:
+            key: what to delete.
+            if_match: an ETag (from ``head``, ``put`` or ``list``): delete only
+                that version of the object, checked atomically by the store.
+
+        Raises:
+            ObjectChanged: ``if_match`` and another version is stored (nothing
+                was deleted).
+        """
+        valid_key = validate_key(key)
+        if if_match is None:
+            await self._delete(valid_key)
+            return
+        if not isinstance(if_match, str) or not if_match.strip('"'):
+            raise ValidationError(f"if_match must be an ETag, got {if_match!r}")
+        await self._delete_if_match(valid_key, if_match)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
         """Delete every key given (all are checked before the first delete)."""
@@ -150,16 +213,37 @@ class ImageStore(abc.ABC):
         return self._list(validate_prefix(prefix))
 
     async def presign(
-        self, key: str, *, expires_in: int | timedelta, method: HttpMethod = "GET"
+        self,
+        key: str,
+        *,
+        expires_in: int | timedelta,
+        method: HttpMethod = "GET",
+        content_type: str | None = None,
     ) -> PresignedUrl:
         """Return a URL that allows ``method`` on ``key`` for ``expires_in`` (1 s to 7 days).
 
         Presigning does not check that the object exists (a PUT URL is for one
-        that does not yet).
+        that does not yet). A PUT URL pins ``content_type`` and only creates:
+        the request must carry the URL's :attr:`~PresignedUrl.headers`
+        (``Content-Type`` and ``If-None-Match: *``), and the server refuses it
+        (412) if an object is stored under ``key``, so it can never replace one.
+
+        Raises:
+            ValidationError: an invalid key, lifetime or method; a PUT without
+                ``content_type``, or a GET with one.
         """
-        return await self._presign(
-            validate_key(key), validate_expires_in(expires_in), validate_method(method)
-        )
+        valid_key = validate_key(key)
+        seconds = validate_expires_in(expires_in)
+        valid_method = validate_method(method)
+        if valid_method == "GET":
+            if content_type is not None:
+                raise ValidationError("only PUT URLs pin a content type; leave content_type out")
+            return await self._presign(valid_key, seconds, valid_method)
+        if content_type is None:
+            raise ValidationError(
+                "a PUT URL pins the content type of what it uploads; pass content_type"
+            )
+        return await self._presign_put(valid_key, seconds, validate_content_type(content_type))
 
     async def presign_post(
         self, key: str, *, content_type: str, max_size: int, expires_in: int | timedelta
@@ -235,8 +319,25 @@ class ImageStore(abc.ABC):
 
     @abc.abstractmethod
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo: ...
+
+    async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        # Stores without a server-side copy stream the bytes through.
+        info = await self._head(source)
+        return await self._put(
+            target,
+            Payload.of(self._stream(source, DEFAULT_CHUNK_SIZE)),
+            info.content_type or DEFAULT_CONTENT_TYPE,
+            dict(info.metadata),
+            if_absent=if_absent,
+        )
 
     async def _get(self, key: str) -> bytes:
         return b"".join([chunk async for chunk in self._stream(key, DEFAULT_CHUNK_SIZE)])
@@ -255,10 +356,16 @@ class ImageStore(abc.ABC):
             await self._delete(key)
 
     @abc.abstractmethod
+    async def _delete_if_match(self, key: str, etag: str) -> None: ...
+
+    @abc.abstractmethod
     def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
 
     @abc.abstractmethod
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl: ...
+
+    @abc.abstractmethod
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl: ...
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int

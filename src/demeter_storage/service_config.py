@@ -55,6 +55,8 @@ class ServiceConfig:
         expired_records: what ``reconcile`` does with records whose objects a
             lifecycle rule removed: ``"mark"`` them expired (a tombstone) or
             ``"remove"`` them (with their visualizations).
+        orphan_grace: ``sweep_orphans`` only deletes objects without a record
+            that are older than this (24 hours by default).
     """
 
     max_upload_bytes: int = MAX_UPLOAD_BYTES
@@ -70,3 +72,4 @@ class ServiceConfig:
     claim_timeout: timedelta = timedelta(minutes=10)
     lifecycle: LifecyclePolicy | None = None
     expired_records: Literal["mark", "remove"] = "mark"
+    orphan_grace: timedelta = timedelta(hours=24)

@@ -54,9 +54,17 @@ class FlakyStore(InMemoryImageStore):
         await self._request()
         return await super()._head(key)
 
-    async def _put(self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]):  # type: ignore[no-untyped-def]
+    async def _put(
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
+    ):  # type: ignore[no-untyped-def]
         await self._request()
-        return await super()._put(key, payload, content_type, metadata)
+        return await super()._put(key, payload, content_type, metadata, if_absent=if_absent)
 
     async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
         await self._request()

@@ -27,10 +27,22 @@ class FaultyStore(ImageStore):
         await self.inner.aclose()
 
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         self._check("put")
-        return await self.inner.put(key, payload, content_type=content_type, metadata=metadata)
+        return await self.inner.put(
+            key, payload, content_type=content_type, metadata=metadata, if_absent=if_absent
+        )
+
+    async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        self._check("copy")
+        return await self.inner.copy(source, target, if_absent=if_absent)
 
     async def _get(self, key: str) -> bytes:
         self._check("get")
@@ -53,9 +65,18 @@ class FaultyStore(ImageStore):
         self._check("delete")
         await self.inner.delete_many(keys)
 
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        self._check("delete")
+        await self.inner.delete(key, if_match=etag)
+
     def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         self._check("list")
         return self.inner.list(prefix)
 
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         return await self.inner.presign(key, expires_in=expires_in, method=method)
+
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        return await self.inner.presign(
+            key, expires_in=expires_in, method="PUT", content_type=content_type
+        )

@@ -100,7 +100,7 @@ def test_every_valid_key_survives_the_round_trip(key: str) -> None:
     except ValidationError:
         return
     signer = _signer(Clock())
-    assert signer.verify(signer.sign(valid, 60, "PUT").url, "PUT") == valid
+    assert signer.verify(signer.sign(valid, 60, "PUT", "image/jpeg").url, "PUT") == valid
 
 
 def test_bad_configuration_is_refused() -> None:
@@ -121,7 +121,7 @@ async def test_memory_stores_only_verify_their_own_urls() -> None:
 
 async def test_local_store_keeps_one_secret_per_root(tmp_path: Path) -> None:
     first = LocalImageStore(tmp_path / "b")
-    url = await first.presign("s/a.jpg", expires_in=60, method="PUT")
+    url = await first.presign("s/a.jpg", expires_in=60, method="PUT", content_type="image/jpeg")
     key_file = tmp_path / "b" / ".demeter" / "signing-key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     second = LocalImageStore(tmp_path / "b")
@@ -146,3 +146,29 @@ async def test_local_store_uses_a_configured_secret(tmp_path: Path) -> None:
     signer = await store.url_signer()
     assert signer.base_url == "https://cdn.example/p"
     assert "k" * 32 not in repr(signer)
+
+
+def test_put_urls_pin_their_content_type() -> None:
+    signer = _signer(Clock())
+    url = signer.sign("s/a.jpg", 60, "PUT", "image/jpeg")
+    path, _, query = url.url.partition("?")
+    quoted_key = path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1]
+    grant = signer.verify_grant(quoted_key, query, "PUT")
+    assert (grant.key, grant.content_type) == ("s/a.jpg", "image/jpeg")
+    assert dict(url.headers) == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
+    bent = url.url.replace("image%2Fjpeg", "image%2Fpng")
+    assert bent != url.url
+    with pytest.raises(InvalidSignature, match="does not match"):
+        signer.verify(bent, "PUT")
+    with pytest.raises(ValueError, match="content type"):
+        signer.sign("s/a.jpg", 60, "PUT")
+    with pytest.raises(ValueError, match="content type"):
+        signer.sign("s/a.jpg", 60, "GET", "image/jpeg")
+
+
+def test_absurdly_long_times_are_malformed_not_errors() -> None:
+    signer = _signer(Clock())
+    url = signer.sign("s/a.jpg", 60, "GET").url
+    long_date = url.replace("X-Demeter-Date=", "X-Demeter-Date=" + "9" * 5000)
+    with pytest.raises(InvalidSignature, match="malformed"):
+        signer.verify(long_date)

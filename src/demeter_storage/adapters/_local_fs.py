@@ -53,6 +53,14 @@ _CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os
 _BLOCKED_ERRNOS: Final = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})
 
 
+class Taken(Exception):
+    """A create-only write found an object under its name."""
+
+
+class Changed(Exception):
+    """A conditional delete found another version of the object."""
+
+
 class Blocked(Exception):
     """The path is not usable: missing, a symlink, or a file where a directory must be."""
 

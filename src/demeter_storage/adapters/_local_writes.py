@@ -17,6 +17,7 @@ from demeter_storage.adapters._local_fs import (
     Blocked,
     SafeTree,
     Sidecar,
+    Taken,
     Version,
     object_info,
     write_all,
@@ -54,9 +55,19 @@ class TempWriter:
             write_all(self._fd, chunk)
 
     def commit(
-        self, key: str, content_type: str, metadata: dict[str, str], now: datetime
+        self,
+        key: str,
+        content_type: str,
+        metadata: dict[str, str],
+        now: datetime,
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Make the written data the object, with its metadata, atomically."""
+        """Make the written data the object, with its metadata, atomically.
+
+        Raises:
+            Taken: ``if_absent`` and something is stored under the name already.
+        """
         with self._lock:
             tree, dir_fd = self._tree, self._dir_fd
             if tree.durable:
@@ -75,6 +86,10 @@ class TempWriter:
                 current = tree.current_stat(dir_fd, self._name)
                 if current is not None and stat.S_ISDIR(current.st_mode):
                     raise Blocked("the key is a prefix of other keys (a directory is there)")
+                if current is not None and if_absent:
+                    # Checked under the directory's commit lock, which every write
+                    # and delete of the name takes: nothing can slip in before the rename.
+                    raise Taken(self._name)
                 previous = (
                     tree.version_of(dir_fd, self._name, current)
                     if current is not None and stat.S_ISREG(current.st_mode)

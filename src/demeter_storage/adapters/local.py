@@ -26,6 +26,8 @@ from demeter_storage.adapters.url_signing import UrlSigner
 from demeter_storage.adapters.worker_threads import WorkerThreads
 from demeter_storage.domain.errors import (
     ConfigurationError,
+    ObjectChanged,
+    ObjectExists,
     ObjectNotFound,
     StorageError,
     ValidationError,
@@ -36,6 +38,7 @@ from demeter_storage.domain.objects import (
     ObjectInfo,
     PresignedPost,
     PresignedUrl,
+    same_etag,
     utc_now,
 )
 from demeter_storage.domain.secrets import Secret
@@ -118,6 +121,10 @@ class LocalImageStore(ImageStore):
     def _translated(self, key: str, *, writing: bool) -> Iterator[None]:
         try:
             yield
+        except fs.Taken:
+            raise ObjectExists(key, self.name) from None
+        except fs.Changed:
+            raise ObjectChanged(key, self.name) from None
         except fs.Blocked as exc:
             if writing:
                 raise ValidationError(
@@ -143,7 +150,13 @@ class LocalImageStore(ImageStore):
     # The port
 
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         segments, name = _split(key)
         writer = await self._run(key, True, TempWriter, self._tree, segments, name)
@@ -157,7 +170,14 @@ class LocalImageStore(ImageStore):
                 async for chunk in payload.chunks():
                     await self._run(key, True, writer.write, chunk)
             return await self._run(
-                key, True, writer.commit, key, content_type, metadata, self._clock()
+                key,
+                True,
+                writer.commit,
+                key,
+                content_type,
+                metadata,
+                self._clock(),
+                if_absent=if_absent,
             )
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being
@@ -221,6 +241,32 @@ class LocalImageStore(ImageStore):
     async def _delete(self, key: str) -> None:
         await self._run(key, True, self._remove, key)
 
+    def _remove_if_match(self, key: str, etag: str) -> None:
+        segments, name = _split(key)
+        try:
+            dir_fd = self._tree.open_dir(segments, create=False)
+        except fs.Blocked:
+            return
+        try:
+            with self._tree.commit_lock(dir_fd):
+                try:
+                    fd, st = self._tree.open_object(dir_fd, name)
+                except fs.Blocked:
+                    return  # nothing of ours is there
+                os.close(fd)
+                info = fs.object_info(key, st, self._tree.version_of(dir_fd, name, st))
+                if not same_etag(info.etag, etag):
+                    raise fs.Changed(name)
+                removed = self._tree.remove(dir_fd, name)
+                removed = self._tree.remove(dir_fd, fs.sidecar_name(name)) or removed
+                if removed:
+                    self._tree.sync_dir(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        await self._run(key, True, self._remove_if_match, key, etag)
+
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         async for info in self._walk([], prefix):
             yield info
@@ -241,6 +287,10 @@ class LocalImageStore(ImageStore):
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         signer = await self._url_signer()
         return signer.sign(key, expires_in, method)
+
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        signer = await self._url_signer()
+        return signer.sign(key, expires_in, "PUT", content_type)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int

@@ -17,13 +17,14 @@ from itertools import count
 import attrs
 
 from demeter_storage.adapters.url_signing import UrlSigner
-from demeter_storage.domain.errors import ObjectNotFound
+from demeter_storage.domain.errors import ObjectChanged, ObjectExists, ObjectNotFound
 from demeter_storage.domain.objects import (
     HttpMethod,
     ObjectInfo,
     PresignedPost,
     PresignedUrl,
     etag_of,
+    same_etag,
     utc_now,
 )
 from demeter_storage.ports import ImageStore
@@ -78,7 +79,13 @@ class InMemoryImageStore(ImageStore):
         return self._signer
 
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         data = payload.in_memory
         if data is None:
@@ -98,7 +105,18 @@ class InMemoryImageStore(ImageStore):
             metadata=metadata,
         )
         # One assignment after the data is complete: a failing source leaves the old object.
+        # The check and the assignment run without an await between them: atomic.
+        if if_absent and key in self._objects:
+            raise ObjectExists(key, self.name)
         self._objects[key] = _Stored(data, info)
+        return info
+
+    async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        stored = self._lookup(source)
+        if if_absent and target in self._objects:
+            raise ObjectExists(target, self.name)
+        info = attrs.evolve(stored.info, key=target, last_modified=self._clock())
+        self._objects[target] = _Stored(stored.data, info)
         return info
 
     def _lookup(self, key: str) -> _Stored:
@@ -121,6 +139,14 @@ class InMemoryImageStore(ImageStore):
     async def _delete(self, key: str) -> None:
         self._objects.pop(key, None)
 
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        stored = self._objects.get(key)
+        if stored is None:
+            return
+        if not same_etag(stored.info.etag, etag):
+            raise ObjectChanged(key, self.name)
+        del self._objects[key]
+
     async def _delete_many(self, keys: builtins.list[str]) -> None:
         for key in keys:
             self._objects.pop(key, None)
@@ -133,6 +159,9 @@ class InMemoryImageStore(ImageStore):
 
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         return self._signer.sign(key, expires_in, method)
+
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        return self._signer.sign(key, expires_in, "PUT", content_type)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int

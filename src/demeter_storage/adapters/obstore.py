@@ -165,8 +165,19 @@ class ObstoreImageStore(ImageStore):
     # Writing
 
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
+        if if_absent:
+            # TODO(obstore): create-only puts natively (PutMode.Create).
+            return await self.companion.store._put(
+                key, payload, content_type, metadata, if_absent=True
+            )
         clashes = sorted(HEADER_ATTRIBUTES.intersection(metadata))
         if clashes:
             raise ValidationError(
@@ -375,6 +386,13 @@ class ObstoreImageStore(ImageStore):
     async def _delete(self, key: str) -> None:
         await self._call("DeleteObject", key, lambda: obstore.delete_async(self.store, key))
 
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        # obstore has no conditional delete: botocore sends it.
+        await self.companion.store._delete_if_match(key, etag)
+
+    async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        return await self.companion.store._copy(source, target, if_absent=if_absent)
+
     async def _delete_many(self, keys: builtins.list[str]) -> None:
         # obstore sends DeleteObjects requests of up to 1,000 keys each.
         await self._call("DeleteObjects", None, lambda: obstore.delete_async(self.store, keys))
@@ -400,6 +418,10 @@ class ObstoreImageStore(ImageStore):
         # Not strptime: it costs ~40 µs a URL, several times obstore's signing.
         year, month, day, hour, minute, second = map(int, found.groups())
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        # obstore cannot sign headers into a URL: botocore signs the PUT.
+        return await self.companion.store._presign_put(key, expires_in, content_type)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int

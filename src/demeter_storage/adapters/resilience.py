@@ -174,12 +174,21 @@ class ResilientImageStore(ImageStore):
     # checked (and normalised) by this store's public methods already.
 
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         return await self._guarded(
-            lambda: self.inner._put(key, payload, content_type, metadata),
+            lambda: self.inner._put(key, payload, content_type, metadata, if_absent=if_absent),
             can_retry=lambda: payload.replayable,
         )
+
+    async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        return await self._guarded(lambda: self.inner._copy(source, target, if_absent=if_absent))
 
     async def _get(self, key: str) -> bytes:
         return await self._guarded(lambda: self.inner._get(key))
@@ -193,9 +202,15 @@ class ResilientImageStore(ImageStore):
     async def _delete_many(self, keys: builtins.list[str]) -> None:
         await self._guarded(lambda: self.inner._delete_many(keys))
 
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        await self._guarded(lambda: self.inner._delete_if_match(key, etag))
+
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         # Signing is local computation: no request, so nothing for the breaker to judge.
         return await self.inner._presign(key, expires_in, method)
+
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        return await self.inner._presign_put(key, expires_in, content_type)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from demeter_storage.adapters.log_redaction import watch_client
 from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
 from demeter_storage.adapters.s3_bucket import S3Bucket
@@ -33,7 +35,12 @@ from demeter_storage.adapters.s3_payload_signing import (
 from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.worker_threads import WorkerThreads
-from demeter_storage.domain.errors import ConfigurationError, StorageError
+from demeter_storage.domain.errors import (
+    ConfigurationError,
+    ObjectChanged,
+    ObjectNotFound,
+    StorageError,
+)
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
@@ -151,18 +158,28 @@ class S3ImageStore(ImageStore):
     # Writing
 
     async def _put(
-        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ) -> ObjectInfo:
+        # S3's If-None-Match: * makes the server refuse the write if the key exists.
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
         data = payload.in_memory
         if data is not None and len(data) <= self.config.multipart_threshold:
-            return await self._put_single(key, data, content_type, metadata)
+            return await self._put_single(key, data, content_type, metadata, condition)
         digest = Digest()
         part_size = self.config.part_size
         file = payload.rewound_file() if payload.in_memory is None else None
         reader: PartSource
         if file is not None and payload.size_hint is not None and hasattr(file, "readinto"):
             if payload.size_hint <= self.config.multipart_threshold:
-                return await self._put_single(key, await payload.read_all(), content_type, metadata)
+                return await self._put_single(
+                    key, await payload.read_all(), content_type, metadata, condition
+                )
             reader = FileParts(file, digest, self._in_executor)
         else:
             # Chunks of one part each: the parts are then the chunks themselves.
@@ -171,7 +188,7 @@ class S3ImageStore(ImageStore):
             threshold = self.config.multipart_threshold
             more = await chunks.read(part_size) if len(head) == threshold else b""
             if not more:
-                return await self._put_single(key, head, content_type, metadata)
+                return await self._put_single(key, head, content_type, metadata, condition)
             chunks.unread(more)
             chunks.unread(head)
             del head, more
@@ -186,6 +203,7 @@ class S3ImageStore(ImageStore):
             reader=reader,
             part_size=self.config.part_size,
             concurrency=self.config.multipart_concurrency,
+            complete_options=condition,
         )
         etag = await self._record_sha256(key, etag, digest.sha256, content_type, metadata)
         return self._info(
@@ -198,7 +216,12 @@ class S3ImageStore(ImageStore):
         )
 
     async def _put_single(
-        self, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        metadata: dict[str, str],
+        condition: dict[str, Any],
     ) -> ObjectInfo:
         def hash_and_put() -> tuple[str, dict[str, Any]]:
             # One worker-thread job: a hop between threads costs as much as the hashing.
@@ -214,6 +237,7 @@ class S3ImageStore(ImageStore):
                     ContentType=content_type,
                     Metadata=_stored_metadata(metadata, content_type, sha256),
                     ChecksumAlgorithm="CRC32",
+                    **condition,
                 )
             return sha256, dict(response)
 
@@ -379,6 +403,49 @@ class S3ImageStore(ImageStore):
             "DeleteObject", self.client.delete_object, key=key, Bucket=self.name, Key=key
         )
 
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        try:
+            await self._call(
+                "DeleteObject",
+                self.client.delete_object,
+                key=key,
+                Bucket=self.name,
+                Key=key,
+                IfMatch=etag,
+            )
+        except ObjectNotFound:
+            return  # deleting a missing key is fine, conditionally too
+        except ObjectChanged:
+            # SeaweedFS answers 412 for a key that is gone too: only another
+            # version of the object means the delete lost.
+            if await self.exists(key):
+                raise
+
+    async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        # The source's ETag pins the version copied, so the info returned
+        # (size, SHA-256, type) describes the very bytes that arrive.
+        info = await self._head(source)
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
+        if info.etag:
+            condition["CopySourceIfMatch"] = info.etag
+        response = await self._call(
+            "CopyObject",
+            self.client.copy_object,
+            key=target,
+            Bucket=self.name,
+            Key=target,
+            CopySource={"Bucket": self.name, "Key": source},
+            MetadataDirective="COPY",
+            **condition,
+        )
+        result = response.get("CopyObjectResult", {})
+        return attrs.evolve(
+            info,
+            key=target,
+            etag=result.get("ETag", info.etag),
+            last_modified=result.get("LastModified") or self._clock(),
+        )
+
     async def _delete_many(self, keys: builtins.list[str]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
@@ -400,6 +467,9 @@ class S3ImageStore(ImageStore):
 
     async def _presign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         return self._presigner.url(key, expires_in, method)
+
+    async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        return self._presigner.put_url(key, expires_in, content_type)
 
     async def _presign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int

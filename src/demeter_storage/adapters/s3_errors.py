@@ -35,6 +35,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from demeter_storage.domain.errors import (
     ConfigurationError,
     IntegrityError,
+    ObjectChanged,
+    ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
@@ -74,6 +76,9 @@ AUTH_CODES: Final = frozenset(
     }
 )
 INTEGRITY_CODES: Final = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
+PRECONDITION_CODES: Final = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+"""A conditional write or delete lost: the object exists, or is another version."""
+CONDITIONAL_DELETES: Final = frozenset({"DeleteObject"})
 _CONNECTION_ERRORS: Final = (
     BotoConnectionError,
     EndpointConnectionError,
@@ -120,6 +125,10 @@ def translate(
         else f"S3 {operation} on bucket {bucket!r}"
     )
     if isinstance(exc, ClientError):
+        if key is not None and error_code(exc) in PRECONDITION_CODES:
+            if operation in CONDITIONAL_DELETES:
+                return ObjectChanged(key, bucket)
+            return ObjectExists(key, bucket)
         return _from_client_error(exc, what, bucket, key)
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return ConfigurationError(

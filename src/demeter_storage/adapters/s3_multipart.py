@@ -141,8 +141,12 @@ async def upload_parts(
     reader: PartSource,
     part_size: int,
     concurrency: int,
+    complete_options: dict[str, str] | None = None,
 ) -> str:
-    """Upload what ``reader`` holds as a multipart upload; return the ETag."""
+    """Upload what ``reader`` holds as a multipart upload; return the ETag.
+
+    ``complete_options`` go with the completion (``IfNoneMatch``: only create).
+    """
     created = await call(
         "CreateMultipartUpload",
         client.create_multipart_upload,
@@ -203,6 +207,7 @@ async def upload_parts(
             Key=key,
             UploadId=upload_id,
             MultipartUpload={"Parts": parts},
+            **(complete_options or {}),
         )
         return _required(completed, "ETag", "CompleteMultipartUpload", bucket, key)
     except BaseException:

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config
 from demeter_storage.adapters.s3_errors import translate
 from demeter_storage.adapters.sigv4 import QuerySigner, url_shape
-from demeter_storage.domain.objects import HttpMethod, PresignedPost, PresignedUrl
+from demeter_storage.domain.objects import (
+    HttpMethod,
+    PresignedPost,
+    PresignedUrl,
+    put_url_headers,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,6 +60,27 @@ class S3Presigner:
             raise translate(exc, operation="presign", bucket=self.bucket, key=key) from exc
         return PresignedUrl(
             url=url, method=method, expires_at=signed_at + timedelta(seconds=lifetime)
+        )
+
+    def put_url(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
+        """A PUT URL for ``key`` that pins ``content_type`` and only creates the object."""
+        now = self._clock()
+        headers = put_url_headers(content_type)
+        try:
+            url = self.client.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ContentType": content_type,
+                    "IfNoneMatch": headers["If-None-Match"],
+                },
+                ExpiresIn=expires_in,
+            )
+        except Exception as exc:
+            raise translate(exc, operation="presign", bucket=self.bucket, key=key) from exc
+        return PresignedUrl(
+            url=url, method="PUT", expires_at=now + timedelta(seconds=expires_in), headers=headers
         )
 
     def post(self, key: str, content_type: str, max_size: int, expires_in: int) -> PresignedPost:

@@ -3,8 +3,9 @@
 The local and in-memory stores hand out URLs shaped like S3's presigned ones:
 ``{base_url}/{key}?X-Demeter-Date=...&X-Demeter-Expires=...&X-Demeter-Signature=...``.
 The signature is HMAC-SHA256 over the method, the store's scope (its bucket
-name), the key, the signing time and the lifetime, so a URL cannot be bent to
-another key, store, method or lifetime; it is checked in constant time.
+name), the key, the signing time and the lifetime (and, for a PUT, the content
+type it pins), so a URL cannot be bent to another key, store, method, lifetime
+or type; it is checked in constant time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from demeter_storage.domain.objects import (
     HttpMethod,
     PresignedPost,
     PresignedUrl,
+    put_url_headers,
     validate_content_type,
     validate_method,
 )
@@ -35,6 +37,7 @@ from demeter_storage.domain.objects import (
 DATE_PARAM = "X-Demeter-Date"
 EXPIRES_PARAM = "X-Demeter-Expires"
 SIGNATURE_PARAM = "X-Demeter-Signature"
+CONTENT_TYPE_PARAM = "X-Demeter-Content-Type"
 POLICY_FIELD = "policy"
 POST_SIGNATURE_FIELD = "x-demeter-signature"
 MIN_SECRET_BYTES = 16
@@ -93,20 +96,37 @@ class UrlSigner:
         """The URL every signed URL of this store starts with."""
         return self._base.geturl()
 
-    def _signature(self, method: str, key: str, date: int, expires_in: int) -> str:
+    def _signature(
+        self, method: str, key: str, date: int, expires_in: int, content_type: str | None
+    ) -> str:
         message = f"demeter-v1\n{method}\n{self.scope}\n{key}\n{date}\n{expires_in}"
-        return self._mac.hexdigest(message.encode("utf-8"))
+        if content_type is not None:
+            message += f"\n{content_type}"
+        # A content type may hold any text a client sent: never fail on encoding.
+        return self._mac.hexdigest(message.encode("utf-8", "replace"))
 
-    def sign(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
-        """Return a URL allowing ``method`` on ``key`` for ``expires_in`` seconds."""
+    def sign(
+        self, key: str, expires_in: int, method: HttpMethod, content_type: str | None = None
+    ) -> PresignedUrl:
+        """Return a URL allowing ``method`` on ``key`` for ``expires_in`` seconds.
+
+        A PUT URL pins ``content_type`` (required for PUT, refused for GET); the
+        server must also refuse it for a key that holds an object.
+        """
+        if (method == "PUT") != (content_type is not None):
+            raise ValueError("a PUT URL needs a content type, and only a PUT URL takes one")
         date = int(self._clock().timestamp())
-        signature = self._signature(method, key, date, expires_in)
+        signature = self._signature(method, key, date, expires_in, content_type)
+        pinned = (
+            "" if content_type is None else f"&{CONTENT_TYPE_PARAM}={quote(content_type, safe='')}"
+        )
         url = (
             f"{self._prefix}{quote_key(key)}?{DATE_PARAM}={date}"
-            f"&{EXPIRES_PARAM}={expires_in}&{SIGNATURE_PARAM}={signature}"
+            f"&{EXPIRES_PARAM}={expires_in}{pinned}&{SIGNATURE_PARAM}={signature}"
         )
         expires_at = datetime.fromtimestamp(date + expires_in, UTC)
-        return PresignedUrl(url=url, method=method, expires_at=expires_at)
+        headers = {} if content_type is None else put_url_headers(content_type)
+        return PresignedUrl(url=url, method=method, expires_at=expires_at, headers=headers)
 
     def _post_signature(self, policy: str) -> str:
         message = f"demeter-post-v1\n{self.scope}\n{policy}"
@@ -183,6 +203,14 @@ class UrlSigner:
             query: the URL's raw query string.
             method: the HTTP method of the request.
         """
+        return self.verify_grant(quoted_key, query, method).key
+
+    def verify_grant(self, quoted_key: str, query: str, method: str = "GET") -> Grant:
+        """Like :meth:`verify_path`, with the content type a PUT URL pins.
+
+        Raises:
+            InvalidSignature: as :meth:`verify`.
+        """
         try:
             valid_method = validate_method(method)
             key = validate_key(unquote(quoted_key, errors="strict"))
@@ -190,10 +218,17 @@ class UrlSigner:
             date_text, expires_text, signature = (
                 _single(params, name) for name in (DATE_PARAM, EXPIRES_PARAM, SIGNATURE_PARAM)
             )
+            # A PUT URL pins its content type; without one the signature cannot match.
+            pinned = params.get(CONTENT_TYPE_PARAM, []) if valid_method == "PUT" else []
+            if len(pinned) > 1:
+                raise ValueError(f"expected at most one {CONTENT_TYPE_PARAM} parameter")
+            content_type = pinned[0] if pinned else None
+            if len(date_text) > 20 or len(expires_text) > 20:
+                raise ValueError("a time or lifetime is too long")
             date, expires_in = int(date_text), int(expires_text)
         except (ValidationError, ValueError, UnicodeError) as exc:
             raise InvalidSignature(f"malformed signed URL ({exc}); request a new one") from exc
-        expected = self._signature(valid_method, key, date, expires_in)
+        expected = self._signature(valid_method, key, date, expires_in, content_type)
         if not _same(expected, signature):
             raise InvalidSignature(
                 "the URL's signature does not match (tampered, for another key or "
@@ -206,7 +241,15 @@ class UrlSigner:
             raise InvalidSignature("the URL is dated in the future; check the server's clock")
         if now > date + expires_in:
             raise InvalidSignature("the URL has expired; request a new one")
-        return key
+        return Grant(key=key, content_type=content_type)
+
+
+@attrs.frozen
+class Grant:
+    """What a verified URL allows: its key and, for a PUT, the content type it pins."""
+
+    key: str
+    content_type: str | None = None
 
 
 @attrs.frozen

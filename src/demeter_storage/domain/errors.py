@@ -40,6 +40,42 @@ class ObjectNotFound(StorageError, LookupError):
         )
 
 
+class ObjectExists(StorageError):
+    """A create-only write (``if_absent=True``) found an object under its key; nothing was written.
+
+    Attributes:
+        key: the key that was taken.
+        bucket: the bucket or store, when known.
+    """
+
+    def __init__(self, key: str, bucket: str | None = None) -> None:
+        self.key = key
+        self.bucket = bucket
+        where = f" in {bucket!r}" if bucket else ""
+        super().__init__(
+            f"object {key!r}{where} exists already and the write may only create it; "
+            "nothing was written"
+        )
+
+
+class ObjectChanged(StorageError):
+    """A conditional delete (``if_match``) found another version of the object; nothing was deleted.
+
+    Attributes:
+        key: the key whose object changed.
+        bucket: the bucket or store, when known.
+    """
+
+    def __init__(self, key: str, bucket: str | None = None) -> None:
+        self.key = key
+        self.bucket = bucket
+        where = f" in {bucket!r}" if bucket else ""
+        super().__init__(
+            f"object {key!r}{where} was replaced since it was read, so it was not deleted; "
+            "read it again"
+        )
+
+
 class StorageUnavailable(StorageError):
     """The storage backend cannot be reached now; retry later.
 

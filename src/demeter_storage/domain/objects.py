@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Literal
+from typing import Final, Literal
 
 import attrs
 
@@ -80,11 +80,23 @@ class PresignedUrl:
         url: the URL itself.
         method: ``"GET"`` or ``"PUT"``.
         expires_at: when the URL stops working (timezone-aware UTC).
+        headers: headers the request must carry, exactly as given: a PUT URL
+            pins ``Content-Type`` and only creates (``If-None-Match: *``).
     """
 
     url: str = attrs.field(repr=lambda url: url.split("?", 1)[0] + "?...")
     method: HttpMethod
     expires_at: datetime
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_metadata)
+
+
+PUT_ONLY_CREATES: Final = "*"
+"""``If-None-Match`` of every presigned PUT: it may create an object, never replace one."""
+
+
+def put_url_headers(content_type: str) -> dict[str, str]:
+    """The headers a presigned PUT of ``content_type`` requires."""
+    return {"Content-Type": content_type, "If-None-Match": PUT_ONLY_CREATES}
 
 
 def _read_only(fields: Mapping[str, str]) -> Mapping[str, str]:
@@ -218,6 +230,13 @@ def validate_expires_in(value: object) -> int:
 def etag_of(sha256: str) -> str:
     """The ETag the local and in-memory stores give an object: part of its SHA-256, quoted."""
     return f'"{sha256[:32]}"'
+
+
+def same_etag(stored: str | None, given: str) -> bool:
+    """Whether ``given`` names the version ``stored`` (quotes and a ``W/`` prefix aside)."""
+    if stored is None:
+        return False
+    return stored.strip('"') == given.removeprefix("W/").strip('"')
 
 
 def utc_now() -> datetime:

@@ -27,6 +27,7 @@ import pytest
 
 from demeter_storage.domain.errors import ObjectNotFound, ValidationError
 from demeter_storage.ports import ImageStore
+from demeter_storage.testing.contract_conditions import ConditionContract
 from demeter_storage.testing.contract_urls import PresignContract
 
 MiB = 1024 * 1024
@@ -107,7 +108,7 @@ class _FailingSource:
 
 
 @pytest.mark.asyncio
-class ImageStoreContract(PresignContract):
+class ImageStoreContract(PresignContract, ConditionContract):
     """Tests every ImageStore must pass. Subclasses provide a ``store`` fixture."""
 
     keeps_objects_in_memory: ClassVar[bool] = False

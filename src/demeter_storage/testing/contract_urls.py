@@ -24,7 +24,9 @@ class PresignContract:
         assert url.method == "GET"
         assert url.url.split("?", 1)[0].endswith("s1/p.jpg")
         assert url.expires_at.tzinfo is not None
-        put_url = await store.presign("s1/new.jpg", expires_in=60, method="PUT")
+        put_url = await store.presign(
+            "s1/new.jpg", expires_in=60, method="PUT", content_type="image/jpeg"
+        )
         assert put_url.method == "PUT"
         assert put_url.url != url.url
         longest = await store.presign("s1/p.jpg", expires_in=MAX_PRESIGN_SECONDS)
