@@ -138,14 +138,25 @@ async def _check_stream(
         tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) if keep_copy else None  # noqa: SIM115 - closed by CheckedData.close
     )
 
+    # A declared size is a tighter limit: refuse the first byte beyond it, not
+    # the whole excess (a client declaring 100 bytes may send gigabytes).
+    allowed = limit if declared_size is None else declared_size
+
     async def limited() -> AsyncIterator[bytes]:
         seen = 0
 
         async def emit(piece: bytes) -> bytes:
             nonlocal seen
             seen += len(piece)
-            if seen > limit:
-                raise DataRejected(too_large(limit))
+            if seen > allowed:
+                if declared_size is None:
+                    raise DataRejected(too_large(limit))
+                raise DataRejected(
+                    ValidationError(
+                        f"more than the {declared_size} bytes declared arrived; declare "
+                        "the real size"
+                    )
+                )
             if spool is not None:
                 await asyncio.to_thread(spool.write, piece)
             return piece

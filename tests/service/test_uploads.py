@@ -217,3 +217,26 @@ async def test_aliases_and_heif_family_types_are_accepted(stack: Stack) -> None:
 
 def test_the_seed_cards_name_is_the_same_service() -> None:
     assert S3ImageService is ImageService
+
+
+async def test_a_stream_longer_than_declared_is_refused_as_soon_as_it_passes(
+    stack: Stack,
+) -> None:
+    """Declared 100 bytes, sends 8 MiB: reading stops right after the 100th byte."""
+    head = jpeg(8, 8)[:100]
+    pulled = 0
+
+    async def flood() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        yield head
+        pulled += len(head)
+        for _ in range(128):
+            yield b"\0" * 65536
+            pulled += 65536
+
+    with pytest.raises(ValidationError, match="declared"):
+        await stack.service.upload_original(
+            flood(), "s", UploadRequest("a.jpg", "image/jpeg", size=100)
+        )
+    assert pulled <= 100 + 65536
+    assert await stack.is_empty()
