@@ -412,9 +412,12 @@ class MetadataRepository(abc.ABC):
 
     The contract, which :mod:`demeter_storage.testing` checks for any adapter:
 
-    * ``(bucket, key)`` is unique: :meth:`add` raises
+    * ``(bucket, key)`` is unique, and so is ``(session_id, idempotency_key)``
+      where the key is set: :meth:`add` raises
       :class:`~demeter_storage.domain.errors.ImageAlreadyExists` for a taken key
-      (or a taken id), atomically, even under concurrent adds.
+      (or a taken id or idempotency key), atomically, even under concurrent adds.
+    * :meth:`take_over` replaces an unclaimed ``uploading`` record atomically,
+      so that a retried upload can take the place of an interrupted one.
     * State changes are conditional and idempotent: :meth:`mark_ready` only
       moves an ``uploading`` record that no reconciler has claimed;
       :meth:`mark_deleting` works from any state; :meth:`remove` of a missing
@@ -429,9 +432,37 @@ class MetadataRepository(abc.ABC):
         """Insert a new record.
 
         Raises:
-            ImageAlreadyExists: its id or key is taken.
+            ImageAlreadyExists: its id, key or idempotency key is taken.
             ValidationError: its ``parent_id`` names no record.
         """
+
+    @abc.abstractmethod
+    async def take_over(
+        self,
+        old_id: uuid.UUID,
+        record: ImageRecord,
+        *,
+        now: datetime,
+        claim_timeout: timedelta,
+    ) -> bool:
+        """Replace the record ``old_id`` by ``record`` in one atomic step.
+
+        Only an ``uploading`` record that no reconciler holds (or whose claim
+        is older than ``claim_timeout``) is replaced.
+
+        Returns:
+            False, changing nothing, when ``old_id`` is no such record (any more).
+
+        Raises:
+            ImageAlreadyExists: another record holds ``record``'s key or
+                idempotency key (nothing changed).
+        """
+
+    @abc.abstractmethod
+    async def get_by_idempotency_key(
+        self, session_id: str, idempotency_key: str
+    ) -> ImageRecord | None:
+        """The session's record created with ``idempotency_key``, in any state, or None."""
 
     @abc.abstractmethod
     async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
@@ -450,8 +481,12 @@ class MetadataRepository(abc.ABC):
         sha256: str,
         thumbnail_key: str | None,
         now: datetime,
+        etag: str | None = None,
     ) -> ImageRecord | None:
-        """Move an ``uploading`` record to ``ready``; None if it is not uploading (any more)."""
+        """Move an ``uploading`` record to ``ready``; None if it is not uploading (any more).
+
+        ``etag`` is the store's ETag of the object, kept for ``audit``.
+        """
 
     @abc.abstractmethod
     async def mark_deleting(

@@ -63,6 +63,7 @@ class ReadyUpdate(NamedTuple):
     sha256: str
     thumbnail_key: str | None
     now: datetime
+    etag: str | None
 
 
 class AsyncpgStatements:
@@ -98,14 +99,14 @@ class AsyncpgStatements:
         ready = (
             f"{column('state')} = $2, {column('size')} = {{size}}, "
             f"{column('sha256')} = {{sha256}}, {column('thumbnail_key')} = {{thumbnail_key}}, "
-            f"{column('updated_at')} = {{updated_at}}"
+            f"{column('updated_at')} = {{updated_at}}, {column('etag')} = {{etag}}"
         )
         unclaimed_upload = (
             f"{{table}}.{column('state')} = $7 AND {{table}}.{column('claimed_by')} IS NULL"
         )
         self._mark_ready_sql = (
             f"UPDATE {table} SET "  # noqa: S608
-            + ready.format(size="$3", sha256="$4", thumbnail_key="$5", updated_at="$6")
+            + ready.format(size="$3", sha256="$4", thumbnail_key="$5", updated_at="$6", etag="$8")
             + f" WHERE {column('image_id')} = $1 AND "
             + unclaimed_upload.format(table=table)
             + " RETURNING *"
@@ -117,9 +118,10 @@ class AsyncpgStatements:
                 sha256="ready.sha256",
                 thumbnail_key="ready.thumbnail_key",
                 updated_at="ready.updated_at",
+                etag="ready.etag",
             )
-            + " FROM unnest($1::uuid[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])"
-            " AS ready(image_id, size, sha256, thumbnail_key, updated_at)"
+            + " FROM unnest($1::uuid[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[],"
+            " $8::text[]) AS ready(image_id, size, sha256, thumbnail_key, updated_at, etag)"
             f" WHERE {table}.{column('image_id')} = ready.image_id AND "
             + unclaimed_upload.format(table=table)
             + f" RETURNING {table}.*"
@@ -224,9 +226,12 @@ class AsyncpgStatements:
         sha256: str,
         thumbnail_key: str | None,
         now: datetime,
+        etag: str | None = None,
     ) -> SimpleNamespace | None:
         """Move an uploading, unclaimed record to ready; its new row, or None."""
-        return await self._updates.submit(ReadyUpdate(image_id, size, sha256, thumbnail_key, now))
+        return await self._updates.submit(
+            ReadyUpdate(image_id, size, sha256, thumbnail_key, now, etag)
+        )
 
     async def _mark_ready_one(
         self, session: _Session, update: ReadyUpdate
@@ -241,6 +246,7 @@ class AsyncpgStatements:
                 update.thumbnail_key,
                 update.now,
                 ImageState.UPLOADING.value,
+                update.etag,
             )
         return None if row is None else _namespace(row)
 
@@ -249,7 +255,7 @@ class AsyncpgStatements:
     ) -> list[SimpleNamespace | Exception | None]:
         if len(updates) == 1:
             return [await self._mark_ready_one(session, updates[0])]
-        ids, sizes, digests, thumbnails, times = zip(*updates, strict=True)
+        ids, sizes, digests, thumbnails, times, etags = zip(*updates, strict=True)
         try:
             async with self._translated(session, "update"):
                 rows = await session.driver.fetch(
@@ -261,6 +267,7 @@ class AsyncpgStatements:
                     thumbnails,
                     times,
                     ImageState.UPLOADING.value,
+                    etags,
                 )
         except StorageUnavailable:
             raise  # the connection is gone: every row of the batch fails alike

@@ -32,6 +32,7 @@ class InMemoryMetadataRepository(MetadataRepository):
         self._claims: dict[uuid.UUID, _Claim] = {}
         # Indexes, as a database keeps them: lookups stay O(1) however many records.
         self._owners: dict[tuple[str, str], uuid.UUID] = {}
+        self._idempotent: dict[tuple[str, str], uuid.UUID] = {}
         self._children: dict[uuid.UUID, set[uuid.UUID]] = {}
 
     def __repr__(self) -> str:
@@ -45,6 +46,8 @@ class InMemoryMetadataRepository(MetadataRepository):
         self._records[record.image_id] = record
         for key in record.object_keys:
             self._owners[(record.bucket, key)] = record.image_id
+        if record.idempotency_key is not None:
+            self._idempotent[(record.session_id, record.idempotency_key)] = record.image_id
         if record.parent_id is not None:
             self._children.setdefault(record.parent_id, set()).add(record.image_id)
 
@@ -57,6 +60,10 @@ class InMemoryMetadataRepository(MetadataRepository):
         for key in record.object_keys:
             if self._owners.get((record.bucket, key)) == record.image_id:
                 del self._owners[(record.bucket, key)]
+        if record.idempotency_key is not None:
+            idempotent = (record.session_id, record.idempotency_key)
+            if self._idempotent.get(idempotent) == record.image_id:
+                del self._idempotent[idempotent]
         parent_id = record.parent_id
         siblings = None if parent_id is None else self._children.get(parent_id)
         if parent_id is not None and siblings is not None:
@@ -73,16 +80,54 @@ class InMemoryMetadataRepository(MetadataRepository):
         image_id = self._owners.get((bucket, key))
         return None if image_id is None else self._records[image_id]
 
+    def _holder(self, record: ImageRecord) -> uuid.UUID | None:
+        """The id of a record holding ``record``'s key or idempotency key, if any."""
+        holder = self._owners.get((record.bucket, record.key))
+        if holder is None and record.idempotency_key is not None:
+            holder = self._idempotent.get((record.session_id, record.idempotency_key))
+        return holder
+
     async def add(self, record: ImageRecord) -> None:
-        """Insert a new record (``ImageAlreadyExists`` if its id or key is taken)."""
-        holder = self._owner(record.bucket, record.key)
+        """Insert a new record (``ImageAlreadyExists`` when its id or a key is taken)."""
+        holder = self._holder(record)
         if holder is not None or record.image_id in self._records:
-            raise ImageAlreadyExists(
-                record.bucket, record.key, holder.image_id if holder else record.image_id
-            )
+            raise ImageAlreadyExists(record.bucket, record.key, holder or record.image_id)
         if record.parent_id is not None and record.parent_id not in self._records:
             raise missing_parent(record.parent_id)
         self._store(attrs.evolve(record, visualization_keys=()))
+
+    async def take_over(
+        self,
+        old_id: uuid.UUID,
+        record: ImageRecord,
+        *,
+        now: datetime,
+        claim_timeout: timedelta,
+    ) -> bool:
+        """Replace an unclaimed uploading record by ``record``, atomically."""
+        old = self._records.get(old_id)
+        claim = self._claims.get(old_id)
+        if (
+            old is None
+            or old.state is not ImageState.UPLOADING
+            or (claim is not None and claim.at >= now - claim_timeout)
+        ):
+            return False
+        self._drop(old_id)
+        holder = self._holder(record)
+        if holder is not None or record.image_id in self._records:
+            self._store(old)  # nothing changes
+            raise ImageAlreadyExists(record.bucket, record.key, holder)
+        self._claims.pop(old_id, None)
+        self._store(attrs.evolve(record, visualization_keys=()))
+        return True
+
+    async def get_by_idempotency_key(
+        self, session_id: str, idempotency_key: str
+    ) -> ImageRecord | None:
+        """The session's record created with ``idempotency_key``, or None."""
+        image_id = self._idempotent.get((session_id, idempotency_key))
+        return None if image_id is None else self._with_children(self._records[image_id])
 
     async def get(self, image_id: uuid.UUID) -> ImageRecord | None:
         """The record with this id, or None."""
@@ -102,6 +147,7 @@ class InMemoryMetadataRepository(MetadataRepository):
         sha256: str,
         thumbnail_key: str | None,
         now: datetime,
+        etag: str | None = None,
     ) -> ImageRecord | None:
         """Move an uploading record to ready."""
         record = self._records.get(image_id)
@@ -118,6 +164,7 @@ class InMemoryMetadataRepository(MetadataRepository):
             sha256=sha256,
             thumbnail_key=thumbnail_key,
             updated_at=now,
+            etag=etag,
         )
         self._store(ready)
         return self._with_children(ready)

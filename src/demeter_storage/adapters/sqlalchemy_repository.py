@@ -68,7 +68,33 @@ def _to_record(row: Any, children: Sequence[str] = ()) -> ImageRecord:
         visualization_keys=tuple(children),
         metadata=row.user_metadata or {},
         upload_expires_at=row.upload_expires_at,
+        etag=row.etag,
+        idempotency_key=row.idempotency_key,
     )
+
+
+def _values(record: ImageRecord) -> dict[str, Any]:
+    """The row of a new record (claims start empty)."""
+    return {
+        "image_id": record.image_id,
+        "kind": record.kind.value,
+        "session_id": record.session_id,
+        "bucket": record.bucket,
+        "key": record.key,
+        "filename": record.filename,
+        "content_type": record.content_type,
+        "size": record.size,
+        "sha256": record.sha256,
+        "state": record.state.value,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "parent_id": record.parent_id,
+        "thumbnail_key": record.thumbnail_key,
+        "user_metadata": dict(record.metadata),
+        "upload_expires_at": record.upload_expires_at,
+        "etag": record.etag,
+        "idempotency_key": record.idempotency_key,
+    }
 
 
 class SqlAlchemyMetadataRepository(MetadataRepository):
@@ -149,27 +175,13 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                 return (await self._records(connection, [row]))[0]
 
     async def add(self, record: ImageRecord) -> None:
-        """Insert a new record (``ImageAlreadyExists`` if its id or key is taken)."""
-        values = {
-            "image_id": record.image_id,
-            "kind": record.kind.value,
-            "session_id": record.session_id,
-            "bucket": record.bucket,
-            "key": record.key,
-            "filename": record.filename,
-            "content_type": record.content_type,
-            "size": record.size,
-            "sha256": record.sha256,
-            "state": record.state.value,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "parent_id": record.parent_id,
-            "thumbnail_key": record.thumbnail_key,
-            "user_metadata": dict(record.metadata),
-            "upload_expires_at": record.upload_expires_at,
-        }
-        if not await self._insert(values):
+        """Insert a new record (``ImageAlreadyExists`` when its id or a key is taken)."""
+        if not await self._insert(_values(record)):
             holder = await self.get_by_key(record.bucket, record.key)
+            if holder is None and record.idempotency_key is not None:
+                holder = await self.get_by_idempotency_key(
+                    record.session_id, record.idempotency_key
+                )
             if (
                 holder is None
                 and record.parent_id is not None
@@ -179,6 +191,46 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
             raise ImageAlreadyExists(
                 record.bucket, record.key, holder.image_id if holder else record.image_id
             )
+
+    async def take_over(
+        self,
+        old_id: uuid.UUID,
+        record: ImageRecord,
+        *,
+        now: datetime,
+        claim_timeout: timedelta,
+    ) -> bool:
+        """Replace an unclaimed uploading record by ``record``, atomically."""
+        claimable = sa.or_(images.c.claimed_by.is_(None), images.c.claimed_at < now - claim_timeout)
+        with self._translated("take over"):
+            try:
+                async with self.engine.begin() as connection:
+                    gone = await connection.execute(
+                        sa.delete(images).where(
+                            images.c.image_id == old_id,
+                            images.c.state == ImageState.UPLOADING.value,
+                            claimable,
+                        )
+                    )
+                    if not gone.rowcount:
+                        return False
+                    await connection.execute(_INSERT, _values(record))
+            except IntegrityError:
+                # Another record holds the key or idempotency key: nothing changed.
+                raise ImageAlreadyExists(record.bucket, record.key, None) from None
+        return True
+
+    async def get_by_idempotency_key(
+        self, session_id: str, idempotency_key: str
+    ) -> ImageRecord | None:
+        """The session's record created with ``idempotency_key``, or None."""
+        return await self._one(
+            sa.and_(
+                images.c.session_id == session_id,
+                images.c.idempotency_key == idempotency_key,
+            ),
+            "read",
+        )
 
     async def _insert(self, values: dict[str, Any]) -> bool:
         """Insert a row; False if a constraint refused it."""
@@ -214,6 +266,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         sha256: str,
         thumbnail_key: str | None,
         now: datetime,
+        etag: str | None = None,
     ) -> ImageRecord | None:
         """Move an uploading record to ready."""
         values = {
@@ -222,11 +275,17 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
             "sha256": sha256,
             "thumbnail_key": thumbnail_key,
             "updated_at": now,
+            "etag": etag,
         }
         with self._translated("update"):
             if self._statements is not None:
                 row: Any = await self._statements.mark_ready(
-                    image_id, size=size, sha256=sha256, thumbnail_key=thumbnail_key, now=now
+                    image_id,
+                    size=size,
+                    sha256=sha256,
+                    thumbnail_key=thumbnail_key,
+                    now=now,
+                    etag=etag,
                 )
             else:
                 async with self._autocommit.connect() as connection:

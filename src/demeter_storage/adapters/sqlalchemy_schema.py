@@ -69,20 +69,47 @@ images_table = sa.Table(
     sa.Column("upload_expires_at", UTCDateTime(), nullable=True),
     sa.Column("claimed_by", sa.String(64), nullable=True),
     sa.Column("claimed_at", UTCDateTime(), nullable=True),
+    sa.Column("etag", sa.String(128), nullable=True),
+    sa.Column("idempotency_key", sa.String(128), nullable=True),
     sa.UniqueConstraint("bucket", "key", name="uq_demeter_images_bucket_key"),
     sa.Index("ix_demeter_images_session", "session_id", "bucket", "key"),
     sa.Index("ix_demeter_images_state_updated", "state", "updated_at"),
     sa.Index("ix_demeter_images_parent", "parent_id"),
     sa.Index("ix_demeter_images_thumbnail", "bucket", "thumbnail_key"),
+    # Unique where set: NULLs never clash, on SQLite and PostgreSQL alike.
+    sa.Index("uq_demeter_images_idempotency_key", "session_id", "idempotency_key", unique=True),
 )
 """The table of image records: one row per original or visualization."""
+
+
+ADDED_COLUMNS: Final = ("etag", "idempotency_key")
+"""Columns added after the first release: :func:`create_schema` adds them to older tables."""
 
 
 async def create_schema(engine: AsyncEngine) -> None:
     """Create the table and its indexes if they do not exist (the embedded default).
 
-    Apps with their own migrations should generate them from :data:`metadata`
-    instead.
+    A table made by an earlier release gains the columns and index added since
+    (all nullable, so its rows stay valid). Apps with their own migrations
+    should generate them from :data:`metadata` instead.
     """
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
+        await connection.run_sync(_add_missing_columns)
+
+
+def _add_missing_columns(connection: sa.Connection) -> None:
+    present = {column["name"] for column in sa.inspect(connection).get_columns(TABLE_NAME)}
+    for name in ADDED_COLUMNS:
+        if name not in present:
+            column = images_table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            quote = connection.dialect.identifier_preparer
+            connection.execute(
+                sa.text(
+                    f"ALTER TABLE {quote.format_table(images_table)} "
+                    f"ADD COLUMN {quote.quote(name)} {kind}"
+                )
+            )
+    for index in images_table.indexes:
+        index.create(connection, checkfirst=True)

@@ -72,6 +72,10 @@ class ImageRecord:
             derived from their own records).
         metadata: user metadata stored with the object.
         upload_expires_at: for a direct upload, when its upload URL expires.
+        etag: the store's ETag of its object once ready (``audit`` compares it
+            with what is stored), when the store gave one.
+        idempotency_key: the client's key for retrying this upload safely
+            (unique within the session).
     """
 
     image_id: uuid.UUID
@@ -91,6 +95,8 @@ class ImageRecord:
     visualization_keys: tuple[str, ...] = ()
     metadata: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
     upload_expires_at: datetime | None = None
+    etag: str | None = None
+    idempotency_key: str | None = None
 
     @property
     def object_keys(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import pytest
 from demeter_storage.domain.errors import ImageAlreadyExists, ValidationError
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
+from demeter_storage.testing.metadata_contract_retries import RetryContract
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
@@ -58,8 +59,11 @@ async def ready(repository: MetadataRepository, record: ImageRecord) -> ImageRec
 
 
 @pytest.mark.asyncio
-class MetadataRepositoryContract:
+class MetadataRepositoryContract(RetryContract):
     """Tests every MetadataRepository must pass. Subclasses provide ``repository``."""
+
+    make_record = staticmethod(make_record)
+    t0 = T0
 
     @pytest.fixture
     def repository(self) -> MetadataRepository:
