@@ -380,8 +380,13 @@ async def test_presigned_urls_carry_a_session_token(moto: None) -> None:
 # On a real server with authentication on
 
 
-def _http(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method)
+def _http(
+    url: str,
+    method: str = "GET",
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
@@ -403,10 +408,51 @@ async def test_presigned_urls_work_on_a_server_that_checks_signatures(
     await seaweed_store.put("s/a b+c.jpg", b"jpeg bytes", content_type="image/jpeg")
     get_url = await seaweed_store.presign("s/a b+c.jpg", expires_in=60)
     assert _http(get_url.url) == (200, b"jpeg bytes")
-    put_url = await seaweed_store.presign("s/uploaded.jpg", expires_in=60, method="PUT")
-    assert _http(put_url.url, "PUT", b"from a phone")[0] == 200
+    put_url = await seaweed_store.presign(
+        "s/uploaded.jpg", expires_in=60, method="PUT", content_type="image/jpeg"
+    )
+    assert _http(put_url.url, "PUT", b"from a phone", dict(put_url.headers))[0] == 200
     assert await seaweed_store.get("s/uploaded.jpg") == b"from a phone"
     assert _http(get_url.url.split("?")[0])[0] == 403  # no signature at all
+
+
+@pytest.mark.parametrize("client", ["built from the settings", "boto3's default signer"])
+async def test_put_urls_only_create_with_their_pinned_headers(
+    seaweedfs_server: SeaweedFSServer, seaweed_store: S3ImageStore, client: str
+) -> None:
+    # boto3's default client presigns with SigV2, which signs no If-None-Match:
+    # the store's PUT URLs are SigV4 whatever client it is given.
+    store = (
+        seaweed_store
+        if client == "built from the settings"
+        else S3ImageStore(seaweed_store.name, client=seaweedfs_server.client())
+    )
+    url = await store.presign("s/new.jpg", expires_in=60, method="PUT", content_type="image/jpeg")
+    pinned = dict(url.headers)
+    assert pinned == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
+    refused = [
+        {"Content-Type": "image/jpeg"},  # without If-None-Match
+        {"Content-Type": "image/png", "If-None-Match": "*"},  # another type
+        {"Content-Type": "image/jpeg", "If-None-Match": '"0123456789abcdef"'},
+        {"If-None-Match": "*"},  # urllib sends a form's type
+    ]
+    for headers in refused:
+        status, body = _http(url.url, "PUT", b"intruder", headers)
+        assert (status, b"SignatureDoesNotMatch" in body) == (403, True), headers
+    assert not await store.exists("s/new.jpg")
+    assert _http(url.url, "PUT", b"from a phone", pinned)[0] == 200
+    assert await store.get("s/new.jpg") == b"from a phone"
+    assert (await store.head("s/new.jpg")).content_type == "image/jpeg"
+    # The same URL, or a fresh one, never replaces what is there.
+    again = await store.presign("s/new.jpg", expires_in=60, method="PUT", content_type="image/jpeg")
+    for each in (url, again):
+        status, body = _http(each.url, "PUT", b"replacement", pinned)
+        assert (status, b"PreconditionFailed" in body) == (412, True)
+    for headers in refused:
+        assert _http(url.url, "PUT", b"replacement", headers)[0] == 403
+    assert await store.get("s/new.jpg") == b"from a phone"
+    if store is not seaweed_store:
+        await store.aclose()
 
 
 async def test_tampered_and_reused_urls_are_refused_by_the_server(

@@ -5,13 +5,22 @@ GET and PUT URLs come from the fast SigV4 query signer
 botocore's), built once from the client's own credentials; botocore signs
 when the client has none the signer can use. Form POSTs (direct uploads) are
 botocore's.
+
+A PUT URL is always SigV4 and signs ``content-type;host;if-none-match``, so
+the server refuses it without the pinned ``Content-Type`` and
+``If-None-Match: *``, whatever signature version the client was built with:
+botocore presigns with SigV2 by default (a client without a
+``signature_version``, in ``us-east-1``), which signs neither header and
+which AWS refuses for new buckets. GET URLs keep the client's choice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+import functools
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from demeter_storage.adapters.s3_config import MAX_PRESIGN_SECONDS, S3Config
 from demeter_storage.adapters.s3_errors import translate
@@ -26,6 +35,15 @@ from demeter_storage.domain.objects import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+_FORCE_SIGV4: Final = contextvars.ContextVar("demeter_force_sigv4_presign", default=False)
+_CHOOSE_SIGNER_ID: Final = "demeter-sigv4-presigned-puts"
+
+
+def _sigv4_when_asked(**_: Any) -> str | None:
+    """Answer botocore's ``choose-signer``: SigV4 for the presigns this module forces."""
+    # botocore appends "-query" itself for a presigned URL.
+    return "s3v4" if _FORCE_SIGV4.get() else None
+
 
 class S3Presigner:
     """Signs URLs and POST forms for keys of ``bucket`` with ``client``'s credentials."""
@@ -38,6 +56,14 @@ class S3Presigner:
         self.config = config
         self._clock = clock
         self._signer: QuerySigner | None = None
+        self._put_signer: QuerySigner | None = None
+        # First, so that botocore's own default (SigV2 presigns) never wins when asked.
+        # The stubs type every handler as returning None; choose-signer's return value is its point.
+        client.meta.events.register_first(
+            "choose-signer.s3",
+            cast("Callable[..., None]", _sigv4_when_asked),
+            unique_id=_CHOOSE_SIGNER_ID,
+        )
 
     def url(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         """A URL for ``method`` on ``key`` for ``expires_in`` seconds (or a stable window)."""
@@ -63,20 +89,21 @@ class S3Presigner:
         )
 
     def put_url(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
-        """A PUT URL for ``key`` that pins ``content_type`` and only creates the object."""
+        """A SigV4 PUT URL for ``key`` that pins ``content_type`` and only creates the object.
+
+        The URL signs ``Content-Type`` and ``If-None-Match: *`` (the
+        :attr:`~PresignedUrl.headers` a request must carry): without them, or
+        with other values, the server refuses the signature (403); with them,
+        it refuses to replace an object (412).
+        """
         now = self._clock()
         headers = put_url_headers(content_type)
+        signer = self._put_signer or self._build_put_signer()
         try:
-            url = self.client.generate_presigned_url(
-                "put_object",
-                Params={
-                    "Bucket": self.bucket,
-                    "Key": key,
-                    "ContentType": content_type,
-                    "IfNoneMatch": headers["If-None-Match"],
-                },
-                ExpiresIn=expires_in,
-            )
+            if signer is not None:
+                url = signer.sign_with_headers("PUT", key, now, expires_in, headers)
+            else:
+                url = self._put_with_botocore(key, expires_in, headers)
         except Exception as exc:
             raise translate(exc, operation="presign", bucket=self.bucket, key=key) from exc
         return PresignedUrl(
@@ -103,22 +130,66 @@ class S3Presigner:
             url=form["url"], fields=form["fields"], expires_at=now + timedelta(seconds=expires_in)
         )
 
-    def _presign_with_botocore(self, method: str, key: str, expires_in: int = 3600) -> str:
+    def _presign_with_botocore(
+        self, method: str, key: str, expires_in: int = 3600, *, sigv4: bool = False
+    ) -> str:
         client_method = "get_object" if method == "GET" else "put_object"
-        return self.client.generate_presigned_url(
-            client_method, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+        forced = _FORCE_SIGV4.set(sigv4)
+        try:
+            return self.client.generate_presigned_url(
+                client_method, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        finally:
+            _FORCE_SIGV4.reset(forced)
 
-    def _build_signer(self) -> QuerySigner | None:
-        """The fast signer, or None to let botocore sign (no credentials, an odd client)."""
+    def _put_with_botocore(self, key: str, expires_in: int, headers: Mapping[str, str]) -> str:
+        forced = _FORCE_SIGV4.set(True)
+        try:
+            return self.client.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ContentType": headers["Content-Type"],
+                    "IfNoneMatch": headers["If-None-Match"],
+                },
+                ExpiresIn=expires_in,
+            )
+        finally:
+            _FORCE_SIGV4.reset(forced)
+
+    def _credentials(self) -> Any:
         # botocore keeps a client's credentials on its request signer and has
         # no public accessor; without them botocore signs (or says why it cannot).
         credentials = getattr(getattr(self.client, "_request_signer", None), "_credentials", None)
         if credentials is None or not hasattr(credentials, "get_frozen_credentials"):
             return None
+        return credentials
+
+    def _build_signer(self) -> QuerySigner | None:
+        """The fast signer, or None to let botocore sign (no credentials, an odd client)."""
+        credentials = self._credentials()
+        if credentials is None:
+            return None
         try:
+            # A SigV2 client's URL has no SigV4 credential to learn the shape from.
             shape = url_shape(self._presign_with_botocore)
         except Exception:
             return None
         self._signer = QuerySigner(shape, credentials.get_frozen_credentials)
         return self._signer
+
+    def _build_put_signer(self) -> QuerySigner | None:
+        """The fast signer of PUT URLs: SigV4 even if the client presigns GETs otherwise."""
+        signer = self._signer or self._build_signer()
+        if signer is None:
+            credentials = self._credentials()
+            if credentials is None:
+                return None
+            try:
+                shape = url_shape(functools.partial(self._presign_with_botocore, sigv4=True))
+            except Exception:
+                return None
+            signer = QuerySigner(shape, credentials.get_frozen_credentials)
+        self._put_signer = signer
+        return signer

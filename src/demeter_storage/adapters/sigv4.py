@@ -1,20 +1,23 @@
 """A fast SigV4 query signer for presigned S3 URLs, byte-identical to botocore's.
 
 botocore builds each presigned URL through its whole request pipeline (events,
-endpoint rules, a fresh signing-key derivation): ~130 µs a URL. A presigned
-GET or PUT of one bucket differs from the next only in the key, the time and
-the expiry, so :class:`QuerySigner` asks botocore once for the URL's shape
+endpoint rules, a fresh signing-key derivation). A presigned GET or PUT of one
+bucket differs from the next only in the key, the time, the expiry and the
+headers it pins, so :class:`QuerySigner` asks botocore once for the URL's shape
 (scheme, host, path prefix: whatever the endpoint and addressing style make of
 it), then signs each URL itself with the standard library, caching the derived
 signing key for the day (as an :class:`HmacSha256`, which keeps the GIL: see
-its module). The tests check it against botocore's own URL, byte
-for byte, over awkward keys, expiries, regions, endpoints and session tokens.
+its module). A URL may sign headers besides ``host`` (a PUT's ``Content-Type``
+and ``If-None-Match``): the request must then carry them with those values,
+or the server refuses its signature. The tests check it against botocore's own
+URL, byte for byte, over awkward keys, expiries, regions, endpoints, session
+tokens and signed headers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
@@ -26,6 +29,8 @@ _SHAPE_PROBE: Final = "demeter-shape-probe"
 _DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
 _UNRESERVED_PATH: Final = re.compile(r"[A-Za-z0-9/_.~-]*")
 """Keys that ``quote(key, safe="/~")`` leaves as they are."""
+UNSIGNED_PAYLOAD: Final = "UNSIGNED-PAYLOAD"
+_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 class FrozenCredentials(Protocol):
@@ -95,6 +100,7 @@ class _Context(NamedTuple):
     canonical_tail: str
     url_tail: str
     string_to_sign_head: str
+    token: str | None
 
 
 class QuerySigner:
@@ -110,7 +116,7 @@ class QuerySigner:
         self.shape = shape
         self._credentials = credentials
         self._signing_macs: dict[tuple[str, str], HmacSha256] = {}
-        self._headers_part = f"host:{shape.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        self._headers_part = f"host:{shape.host}\n\nhost\n{UNSIGNED_PAYLOAD}"
         self._context: _Context | None = None
 
     def _signing_mac(self, secret_key: str, day: str) -> HmacSha256:
@@ -131,14 +137,8 @@ class QuerySigner:
         scope = f"{day}/{self.shape.region}/s3/aws4_request"
         credential = _quote(f"{credentials.access_key}/{scope}")
         front = f"X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={credential}&X-Amz-Date={amz_date}"
-        # The canonical query is sorted: the token comes before SignedHeaders;
-        # in the URL botocore puts it after.
-        if credentials.token is None:
-            canonical_tail = url_tail = "&X-Amz-SignedHeaders=host"
-        else:
-            token = _quote(credentials.token)
-            canonical_tail = f"&X-Amz-Security-Token={token}&X-Amz-SignedHeaders=host"
-            url_tail = f"&X-Amz-SignedHeaders=host&X-Amz-Security-Token={token}"
+        token = None if credentials.token is None else _quote(credentials.token)
+        canonical_tail, url_tail = _tails("host", token)
         return _Context(
             credentials=credentials,
             second=second,
@@ -147,13 +147,23 @@ class QuerySigner:
             canonical_tail=canonical_tail,
             url_tail=url_tail,
             string_to_sign_head=f"{ALGORITHM}\n{amz_date}\n{scope}\n",
+            token=token,
         )
+
+    def _current_context(self, signed_at: datetime) -> _Context:
+        credentials = self._credentials()
+        second = int(signed_at.timestamp())
+        context = self._context
+        if context is None or context.second != second or context.credentials != credentials:
+            context = self._context = self._new_context(credentials, second)
+        return context
 
     def sign(self, method: str, key: str, signed_at: datetime, expires_in: int) -> str:
         """The presigned URL for ``method`` on ``key``, signed at ``signed_at``.
 
         ``signed_at`` is timezone-aware; ``expires_in`` is in seconds (1 to 604800).
         """
+        # _current_context inlined: this is the hot path of every GET URL.
         credentials = self._credentials()
         second = int(signed_at.timestamp())
         context = self._context
@@ -168,3 +178,55 @@ class QuerySigner:
         string_to_sign = context.string_to_sign_head + sha256_hexdigest(canonical_request.encode())
         signature = context.signing_mac.hexdigest(string_to_sign.encode())
         return f"{self.shape.base}{path}?{front}{context.url_tail}&X-Amz-Signature={signature}"
+
+    def sign_with_headers(
+        self,
+        method: str,
+        key: str,
+        signed_at: datetime,
+        expires_in: int,
+        headers: Mapping[str, str],
+    ) -> str:
+        """Like :meth:`sign`, the URL also signing ``headers`` (besides ``host``).
+
+        The request must then carry each of ``headers`` with its value (SigV4
+        compares them with surrounding and repeated spaces trimmed), or the
+        server refuses the signature: a PUT URL pins its ``Content-Type`` and
+        ``If-None-Match: *`` this way.
+
+        Raises:
+            ValueError: a header name that is not an HTTP token, or ``host``.
+        """
+        context = self._current_context(signed_at)
+        canonical: dict[str, str] = {"host": self.shape.host}
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered == "host" or not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"cannot sign the header {name!r}")
+            canonical[lowered] = " ".join(value.split())
+        names = sorted(canonical)
+        signed_names = ";".join(names)
+        canonical_tail, url_tail = _tails(_quote(signed_names), context.token)
+        canonical_headers = "".join(f"{name}:{canonical[name]}\n" for name in names)
+        path = key if _UNRESERVED_PATH.fullmatch(key) else quote(key, safe="/~")
+        front = f"{context.front}&X-Amz-Expires={expires_in}"
+        canonical_request = (
+            f"{method}\n{self.shape.path_prefix}{path}\n{front}{canonical_tail}\n"
+            f"{canonical_headers}\n{signed_names}\n{UNSIGNED_PAYLOAD}"
+        )
+        string_to_sign = context.string_to_sign_head + sha256_hexdigest(canonical_request.encode())
+        signature = context.signing_mac.hexdigest(string_to_sign.encode())
+        return f"{self.shape.base}{path}?{front}{url_tail}&X-Amz-Signature={signature}"
+
+
+def _tails(signed_headers: str, token: str | None) -> tuple[str, str]:
+    """The query after ``X-Amz-Expires``: as signed (sorted), and as botocore writes it."""
+    # The canonical query is sorted: the token comes before SignedHeaders;
+    # in the URL botocore puts it after.
+    if token is None:
+        tail = f"&X-Amz-SignedHeaders={signed_headers}"
+        return tail, tail
+    return (
+        f"&X-Amz-Security-Token={token}&X-Amz-SignedHeaders={signed_headers}",
+        f"&X-Amz-SignedHeaders={signed_headers}&X-Amz-Security-Token={token}",
+    )
