@@ -13,8 +13,8 @@
   as ``expired_records`` says.
 
 Records are claimed atomically before they are worked on, so concurrent
-reconcilers (several workers, say) never handle the same row. ``audit`` only
-reads: it lists objects without records and records without objects.
+reconcilers (several workers, say) never handle the same row. Audits and the
+orphan sweep live in :mod:`demeter_storage.audit`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from demeter_storage.domain.errors import StorageError
-from demeter_storage.domain.keys import thumbnail_key
+from demeter_storage.domain.errors import ImageAlreadyExists, StorageError
+from demeter_storage.domain.keys import staging_key, thumbnail_key
 from demeter_storage.domain.lifecycle import LifecycleRule
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import ImageStore, MetadataRepository
@@ -71,57 +71,33 @@ class ReconcileReport:
         return not self.failed
 
 
-@attrs.frozen
-class MissingObject:
-    """A ready record whose object is gone.
-
-    Attributes:
-        reason: ``"lifecycle"`` when an expiry rule of the bucket explains it
-            (``reconcile`` will handle the record), else ``"unknown"``.
-    """
-
-    image_id: uuid.UUID
-    bucket: str
-    key: str
-    reason: Literal["lifecycle", "unknown"] = "unknown"
-
-
-@attrs.frozen
-class AuditReport:
-    """Where records and objects disagree.
-
-    Attributes:
-        orphan_objects: ``(bucket, key)`` of objects no record knows.
-        missing_objects: objects that ready records point at but that are gone.
-        uploading: records of uploads in progress (or abandoned, until reconcile).
-        deleting: records of deletes in progress (or interrupted, until reconcile).
-        expired: tombstones of images a lifecycle rule removed.
-    """
-
-    orphan_objects: tuple[tuple[str, str], ...]
-    missing_objects: tuple[MissingObject, ...]
-    uploading: int
-    deleting: int
-    expired: int = 0
-
-    @property
-    def consistent(self) -> bool:
-        """Whether every object has a record and every ready record its objects."""
-        return not self.orphan_objects and not self.missing_objects
-
-
 def owned_keys(record: ImageRecord) -> tuple[str, ...]:
     """Every key a record may own in its bucket: its object and thumbnail.
 
     For an original whose upload did not finish, the thumbnail key is not yet
-    recorded but may have been written: it is derived from the filename.
+    recorded but may have been written: it is derived from the filename; so is
+    the landing place of a direct upload.
     """
     keys = list(record.object_keys)
     if record.kind is ImageKind.ORIGINAL and record.state is not ImageState.READY:
         expected = thumbnail_key(record.session_id, record.filename)
         if expected not in keys:
             keys.append(expected)
+        if record.upload_expires_at is not None:
+            keys.append(staging_key(record.image_id))
     return tuple(keys)
+
+
+def keys_to_delete(record: ImageRecord) -> tuple[str, ...]:
+    """What deleting a record's objects removes: its keys, and a direct upload's landing place.
+
+    A client may post its form again after the upload was confirmed; that copy
+    is deleted with the image.
+    """
+    keys = owned_keys(record)
+    if record.upload_expires_at is not None and staging_key(record.image_id) not in keys:
+        keys = (*keys, staging_key(record.image_id))
+    return keys
 
 
 def default_claimant() -> str:
@@ -149,7 +125,7 @@ class Maintenance:
         """Delete every object the records own, bucket by bucket (idempotent)."""
         by_bucket: dict[str, list[str]] = defaultdict(list)
         for record in records:
-            by_bucket[record.bucket].extend(owned_keys(record))
+            by_bucket[record.bucket].extend(keys_to_delete(record))
         for bucket, keys in by_bucket.items():
             store = self.stores.get(bucket)
             if store is None:
@@ -160,15 +136,37 @@ class Maintenance:
             await store.delete_many(keys)
 
     async def undo_upload(self, record: ImageRecord) -> None:
-        """Remove what a failed upload wrote, then its row (unless it became ready).
+        """Remove what a failed upload wrote, then its row, if the row is still its own.
 
-        If that fails too, the ``uploading`` row stays for :meth:`reconcile`.
+        The row is hidden (``deleting``) first, atomically and only if still
+        ``uploading``: a row that became ready keeps its objects, and no retry
+        can take over a row being undone (it waits for the undo). A row removed
+        while the upload ran (a delete, ``reconcile``) is written back as
+        ``deleting`` to reserve the key while what the upload wrote since is
+        deleted; if a retry holds the key already, the objects are its own. If
+        the undo fails, the ``deleting`` row stays for :meth:`reconcile`.
         """
         try:
-            current = await self.metadata.get(record.image_id)
-            if current is not None and current.state is ImageState.READY:
-                return  # marked ready before the failure: the image is complete
-            await self.delete_objects([record])
+            now = self._clock()
+            hidden = await self.metadata.mark_deleting(
+                record.image_id, now=now, from_state=ImageState.UPLOADING
+            )
+            if not hidden:
+                if await self.metadata.get(record.image_id) is not None:
+                    return  # ready, or being deleted by whoever marked it
+                tombstone = attrs.evolve(
+                    record,
+                    state=ImageState.DELETING,
+                    updated_at=now,
+                    parent_id=None,
+                    idempotency_key=None,
+                )
+                try:
+                    await self.metadata.add(tombstone)
+                except ImageAlreadyExists:
+                    return  # a retry took the key over: what is there is its own
+                hidden = [tombstone]
+            await self.delete_objects(hidden)
             await self.metadata.remove([record.image_id])
         except (StorageError, asyncio.CancelledError) as exc:
             logger.warning(
@@ -310,53 +308,3 @@ class Maintenance:
         if leftovers:
             await self.stores[record.bucket].delete_many(leftovers)
         await self.metadata.mark_expired(record.image_id, now=now)
-
-    async def audit(self) -> AuditReport:
-        """Compare every record with every object (reads both in full)."""
-        expected: dict[str, dict[str, ImageRecord]] = defaultdict(dict)
-        uploading = deleting = expired = 0
-        async for record in self.metadata.records():
-            uploading += record.state is ImageState.UPLOADING
-            deleting += record.state is ImageState.DELETING
-            expired += record.state is ImageState.EXPIRED
-            if record.state is ImageState.EXPIRED:
-                continue
-            for key in owned_keys(record):
-                expected[record.bucket][key] = record
-        orphans: list[tuple[str, str]] = []
-        present: dict[str, set[str]] = {}
-        for bucket, store in self.stores.items():
-            keys = {info.key async for info in store.list()}
-            present[bucket] = keys
-            orphans.extend((bucket, key) for key in sorted(keys - expected[bucket].keys()))
-        rules = await self._expiry_rules()
-        now = self._clock()
-        missing = [
-            MissingObject(
-                record.image_id,
-                bucket,
-                key,
-                "lifecycle" if _expired_by(record, rules.get(bucket, []), now) else "unknown",
-            )
-            for bucket, owned in expected.items()
-            for key, record in owned.items()
-            if record.state is ImageState.READY
-            and key in record.object_keys
-            and key not in present.get(bucket, set())
-        ]
-        return AuditReport(
-            orphan_objects=tuple(orphans),
-            missing_objects=tuple(sorted(missing, key=lambda m: (m.bucket, m.key))),
-            uploading=uploading,
-            deleting=deleting,
-            expired=expired,
-        )
-
-
-def _expired_by(record: ImageRecord, rules: list[LifecycleRule], now: datetime) -> bool:
-    return any(
-        rule.expire_after_days is not None
-        and rule.matches(record.key)
-        and record.created_at <= now - timedelta(days=rule.expire_after_days)
-        for rule in rules
-    )

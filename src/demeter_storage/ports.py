@@ -490,9 +490,13 @@ class MetadataRepository(abc.ABC):
 
     @abc.abstractmethod
     async def mark_deleting(
-        self, image_id: uuid.UUID, *, now: datetime
+        self, image_id: uuid.UUID, *, now: datetime, from_state: ImageState | None = None
     ) -> builtins.list[ImageRecord]:
-        """Mark the record and its visualizations ``deleting``; return them (empty if none)."""
+        """Mark the record and its visualizations ``deleting``; return them (empty if none).
+
+        With ``from_state``, only a record in that state is marked (atomically;
+        an ``uploading`` record has no visualizations): ``[]`` otherwise.
+        """
 
     @abc.abstractmethod
     async def remove(self, image_ids: Sequence[uuid.UUID]) -> None:

@@ -17,8 +17,9 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from demeter_storage.audit import AuditReport, Audits, OrphanSweep
 from demeter_storage.direct_uploads import DirectUploads
 from demeter_storage.domain.errors import (
     ImageNotFound,
@@ -39,7 +40,8 @@ from demeter_storage.domain.objects import (
 )
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.domain.schemas import DirectUpload, ImagePage, ImageResponse, UploadRequest
-from demeter_storage.maintenance import AuditReport, Maintenance, ReconcileReport
+from demeter_storage.maintenance import Maintenance, ReconcileReport
+from demeter_storage.ownership import Ownership
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
 from demeter_storage.service_config import (
     MAX_EXPIRY_HOURS,
@@ -90,6 +92,8 @@ class ImageService:
         thumbnails: makes thumbnails of originals; None disables them.
         clock: returns the current time; injectable for tests.
         checkpoint: awaited after each named step (tests inject failures there).
+        sleep: waits before looking again at a key whose previous image is being
+            removed; injectable for tests.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class ImageService:
         thumbnails: ThumbnailMaker | None = None,
         clock: Callable[[], datetime] = utc_now,
         checkpoint: Checkpoint | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if originals.name == visualizations.name:
             raise ValidationError("originals and visualizations need two different buckets")
@@ -112,14 +117,28 @@ class ImageService:
         self.thumbnails = thumbnails
         self._clock = clock
         self._checkpoint = checkpoint
-        self.uploads = Uploads(self, self._step)
-        self.direct_uploads = DirectUploads(self)
         self.maintenance = Maintenance(
             stores={originals.name: originals, visualizations.name: visualizations},
             metadata=metadata,
             config=self.config,
             clock=clock,
         )
+        self.audits = Audits(
+            stores={originals.name: originals, visualizations.name: visualizations},
+            metadata=metadata,
+            clock=clock,
+        )
+        self.ownership = Ownership(metadata=metadata, config=self.config, clock=clock, sleep=sleep)
+        self.uploads = Uploads(
+            metadata=metadata,
+            ownership=self.ownership,
+            maintenance=self.maintenance,
+            config=self.config,
+            thumbnails=thumbnails,
+            clock=clock,
+            step=self._step,
+        )
+        self.direct_uploads = DirectUploads(self)
 
     def __repr__(self) -> str:
         return (
@@ -191,6 +210,7 @@ class ImageService:
                 declared_size=upload_request.size,
                 metadata=upload_request.metadata,
                 parent_id=None,
+                idempotency_key=upload_request.idempotency_key,
             )
         )
 
@@ -437,8 +457,29 @@ class ImageService:
         return await self.maintenance.reconcile(claimant=claimant, now=now)
 
     async def audit(self) -> AuditReport:
-        """Objects without records and records without objects (read-only)."""
-        return await self.maintenance.audit()
+        """Objects without records, records without objects, damaged objects (read-only).
+
+        Safe while uploads and deletes run: what is in flight is never reported.
+        """
+        return await self.audits.audit()
+
+    async def sweep_orphans(
+        self, *, older_than: timedelta | None = None, dry_run: bool = False
+    ) -> OrphanSweep:
+        """Delete objects that no record owns and that are older than a grace period.
+
+        Each orphan's key is reserved before it is deleted (no upload can claim
+        it meanwhile), its owner and age are checked again, and only the
+        version seen is deleted: an object an upload is writing is never touched.
+
+        Args:
+            older_than: the grace period (``orphan_grace``, 24 hours, by default).
+            dry_run: only report what would be deleted.
+        """
+        grace = self.config.orphan_grace if older_than is None else older_than
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise ValidationError(f"older_than must be a timedelta of 0 or more, got {grace!r}")
+        return await self.audits.sweep_orphans(older_than=grace, dry_run=dry_run)
 
 
 S3ImageService = ImageService

@@ -151,6 +151,7 @@ async def make_stack(
             thumbnails=PillowThumbnailMaker() if thumbnails else None,
             clock=clock.now,
             checkpoint=checkpoint,
+            sleep=no_sleep,
         )
         stack = Stack(service, originals, visualizations, metadata, clock)
         built.append(stack)

@@ -170,10 +170,11 @@ class InMemoryMetadataRepository(MetadataRepository):
         return self._with_children(ready)
 
     async def mark_deleting(
-        self, image_id: uuid.UUID, *, now: datetime
+        self, image_id: uuid.UUID, *, now: datetime, from_state: ImageState | None = None
     ) -> builtins.list[ImageRecord]:
         """Mark the record and its visualizations deleting."""
-        if image_id not in self._records:
+        record = self._records.get(image_id)
+        if record is None or (from_state is not None and record.state is not from_state):
             return []
         family = [image_id, *self._children.get(image_id, ())]
         result = []

@@ -295,9 +295,24 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         return None if row is None else _to_record(row)
 
     async def mark_deleting(
-        self, image_id: uuid.UUID, *, now: datetime
+        self, image_id: uuid.UUID, *, now: datetime, from_state: ImageState | None = None
     ) -> builtins.list[ImageRecord]:
         """Mark the record and its visualizations deleting."""
+        if from_state is not None:
+            with self._translated("update"):
+                async with self._autocommit.connect() as connection:
+                    rows = (
+                        await connection.execute(
+                            sa.update(images)
+                            .where(
+                                images.c.image_id == image_id,
+                                images.c.state == from_state.value,
+                            )
+                            .values(state=ImageState.DELETING.value, updated_at=now)
+                            .returning(*images.c)
+                        )
+                    ).all()
+                    return [_to_record(row) for row in rows]
         family = sa.or_(images.c.image_id == image_id, images.c.parent_id == image_id)
         with self._translated("update"):
             async with self.engine.begin() as connection:

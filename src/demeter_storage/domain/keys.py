@@ -1,7 +1,9 @@
 """Rules for object keys, session ids and filenames.
 
 Keys are ``/``-separated segments. The app's keys are ``{session_id}/{filename}``
-for originals and ``{session_id}/viz_{filename}`` for visualizations. Every
+for originals and ``{session_id}/viz_{filename}`` for visualizations; a direct
+upload lands at ``_staging/{image_id}`` first (a session id may never be
+``_staging``), and only the confirm step copies it to its key. Every
 segment is NFC-normalised and then checked; so is its NFKC form, so that a
 Unicode look-alike (fullwidth dots or solidus, say) cannot become ``..`` or a
 separator in some later system that folds compatibility characters.
@@ -28,6 +30,8 @@ MAX_SESSION_ID_BYTES = 128
 
 VISUALIZATION_PREFIX = "viz_"
 THUMBNAIL_PREFIX = "thumb_"
+STAGING_SESSION = "_staging"
+"""The reserved first segment of the keys direct uploads post to."""
 
 # Cc: controls (NUL, newline, DEL...), Cf: invisible format characters such as
 # right-to-left overrides, Cs: lone surrogates, Zl/Zp: line and paragraph separators.
@@ -168,6 +172,11 @@ def validate_session_id(value: object) -> str:
         raise ValidationError(
             f"invalid session id {value!r}: longer than {MAX_SESSION_ID_BYTES} UTF-8 bytes"
         )
+    if text == STAGING_SESSION:
+        raise ValidationError(
+            f"invalid session id {value!r}: it is reserved for direct uploads in flight; "
+            "choose another"
+        )
     return text
 
 
@@ -211,3 +220,17 @@ def thumbnail_key(session_id: str, filename: str) -> str:
     return validate_key(
         f"{validate_session_id(session_id)}/{validate_segment(THUMBNAIL_PREFIX + name + '.jpg')}"
     )
+
+
+def staging_key(image_id: object) -> str:
+    """Where the direct upload of ``image_id`` posts its bytes: ``_staging/{image_id}``.
+
+    A client can post there as often as its form allows; the image's own key is
+    written only by the confirm step, so nothing posted later can change it.
+    """
+    return f"{STAGING_SESSION}/{image_id}"
+
+
+def is_staging_key(key: str) -> bool:
+    """Whether ``key`` is a direct upload's landing place."""
+    return key.startswith(STAGING_SESSION + "/")

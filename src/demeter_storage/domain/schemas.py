@@ -7,15 +7,17 @@ JSON-ready dict: UUIDs and datetimes become strings.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from cattrs.preconf.json import make_converter
 
+from demeter_storage.domain.errors import ValidationError
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 
 converter = make_converter()
@@ -31,6 +33,21 @@ def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(value or {}))
 
 
+_IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _idempotency_key(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"idempotency_key must be a str, got {type(value).__name__}")
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationError(
+            f"invalid idempotency_key {value!r}: use 1-128 printable ASCII characters "
+            "without spaces (a UUID, say)"
+        )
+
+
 @attrs.frozen(hash=False)
 class UploadRequest:
     """What the client says about an upload.
@@ -41,12 +58,17 @@ class UploadRequest:
         size: the declared size in bytes, if known: checked before anything is
             written, and against what arrives.
         metadata: user metadata stored with the object (camera, GPS, row...).
+        idempotency_key: the client's name for this upload (1-128 printable
+            ASCII characters, unique within the session): sending the same
+            key with the same bytes again returns the image already stored;
+            with other bytes it is a ``ValidationError``.
     """
 
     filename: str
     content_type: str
     size: int | None = None
     metadata: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    idempotency_key: str | None = attrs.field(default=None, validator=_idempotency_key)
 
 
 @attrs.frozen(hash=False)

@@ -158,3 +158,34 @@ class RetryContract:
         losers = [r.image_id for r, won in zip(retries, results, strict=True) if won is not True]
         assert all([await repository.get(image_id) is None for image_id in losers])
         assert await repository.get(uuid.uuid4()) is None
+
+    async def test_mark_deleting_from_a_state_is_conditional(
+        self, repository: MetadataRepository
+    ) -> None:
+        upload = self.make_record("s1/up.jpg")
+        await repository.add(upload)
+        later = self.t0 + timedelta(seconds=1)
+        marked = await repository.mark_deleting(
+            upload.image_id, now=later, from_state=ImageState.UPLOADING
+        )
+        assert [(r.image_id, r.state, r.updated_at) for r in marked] == [
+            (upload.image_id, ImageState.DELETING, later)
+        ]
+        assert (
+            await repository.mark_deleting(
+                upload.image_id, now=later, from_state=ImageState.UPLOADING
+            )
+            == []
+        )
+        done = self.make_record("s1/done.jpg")
+        await repository.add(done)
+        await repository.mark_ready(
+            done.image_id, size=1, sha256="a" * 64, thumbnail_key=None, now=self.t0
+        )
+        refused = await repository.mark_deleting(
+            done.image_id, now=later, from_state=ImageState.UPLOADING
+        )
+        assert refused == []
+        stored = await repository.get(done.image_id)
+        assert stored is not None
+        assert stored.state is ImageState.READY
