@@ -215,6 +215,43 @@ class Ownership:
                 f"another attempt keeps writing {key!r}; upload again", retry_after=1.0
             ) from None
 
+    async def copy(
+        self, store: ImageStore, record: ImageRecord, source: str, target: str
+    ) -> ObjectInfo:
+        """Copy ``source`` to ``target`` for ``record``; never replace what someone else stored.
+
+        An object already at ``target`` is kept if it holds the same bytes
+        (a retried request's own copy), else cleared before copying again.
+
+        Raises:
+            ObjectNotFound: nothing is stored under ``source``.
+            LostOwnership: ``record`` lost its keys meanwhile.
+            StorageUnavailable: another writer kept getting in the way.
+        """
+        try:
+            return await store.copy(source, target, if_absent=True)
+        except ObjectExists:
+            pass
+        wanted = await store.head(source)
+        try:
+            found = await store.head(target)
+        except ObjectNotFound:
+            found = None
+        if (
+            found is not None
+            and wanted.sha256 is not None
+            and (found.sha256, found.size) == (wanted.sha256, wanted.size)
+        ):
+            return found
+        await self.clear(store, record, target)
+        try:
+            return await store.copy(source, target, if_absent=True)
+        except ObjectExists:
+            raise StorageUnavailable(
+                f"another attempt keeps writing {target!r}; complete the upload again",
+                retry_after=1.0,
+            ) from None
+
 
 async def sha256_of(source: bytes | IO[bytes]) -> str:
     """The SHA-256 of bytes or of a seekable file from its current position (restored after)."""

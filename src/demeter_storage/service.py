@@ -138,7 +138,15 @@ class ImageService:
             clock=clock,
             step=self._step,
         )
-        self.direct_uploads = DirectUploads(self)
+        self.direct_uploads = DirectUploads(
+            store=originals,
+            metadata=metadata,
+            ownership=self.ownership,
+            maintenance=self.maintenance,
+            config=self.config,
+            thumbnails=thumbnails,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return (

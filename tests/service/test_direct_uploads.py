@@ -52,7 +52,7 @@ async def test_a_posted_photo_becomes_a_ready_image(stack: Stack) -> None:
     assert upload.bucket == stack.originals.name
     assert upload.max_size == len(photo)
     assert upload.expires_at == stack.clock.now() + timedelta(minutes=15)
-    assert upload.fields["key"] == "s1/leaf.jpg"
+    assert upload.fields["key"] == f"_staging/{upload.image_id}"  # never the image's key
     assert upload.fields["Content-Type"] == "image/jpeg"
     record = await stack.metadata.get(upload.image_id)
     assert record is not None
@@ -180,9 +180,27 @@ async def test_bad_requests_are_refused_before_anything_is_written(
     assert await stack.is_empty()
 
 
-async def test_a_taken_name_is_refused_and_the_other_upload_kept(stack: Stack) -> None:
+async def test_a_second_begin_replaces_an_unfinished_upload(stack: Stack) -> None:
+    """A phone that lost its first form begins again: the newest upload wins at once."""
     photo = jpeg()
     first = await stack.service.begin_direct_upload("s1", "a.jpg", "image/jpeg", len(photo))
+    await post_form(stack, first, photo)
+    second = await stack.service.begin_direct_upload("s1", "a.jpg", "image/jpeg", len(photo))
+    assert [r.image_id for r in await stack.rows()] == [second.image_id]
+    assert not await stack.originals.exists(f"_staging/{first.image_id}")
+    with pytest.raises(ImageNotFound):
+        await stack.service.complete_direct_upload(first.image_id)
+    await post_form(stack, second, photo)
+    image = await stack.service.complete_direct_upload(second.image_id)
+    assert image.sha256 == hashlib.sha256(photo).hexdigest()
+    assert (await stack.service.audit()).consistent
+
+
+async def test_a_ready_image_name_is_refused(stack: Stack) -> None:
+    photo = jpeg()
+    first = await stack.service.begin_direct_upload("s1", "a.jpg", "image/jpeg", len(photo))
+    await post_form(stack, first, photo)
+    await stack.service.complete_direct_upload(first.image_id)
     with pytest.raises(ImageAlreadyExists):
         await stack.service.begin_direct_upload("s1", "a.jpg", "image/jpeg", len(photo))
     assert [r.image_id for r in await stack.rows()] == [first.image_id]
