@@ -13,13 +13,14 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from demeter_storage.adapters.sqlalchemy_engine import IDLE_PING_SECONDS, create_engine
+from demeter_storage.adapters.sqlalchemy_rows import INSERT, MARK_READY, to_record, values_of
 from demeter_storage.adapters.sqlalchemy_schema import images_table as images
 from demeter_storage.domain.errors import (
     ImageAlreadyExists,
@@ -34,67 +35,6 @@ if TYPE_CHECKING:
     from demeter_storage.adapters.asyncpg_statements import AsyncpgStatements
 
 __all__ = ["IDLE_PING_SECONDS", "SqlAlchemyMetadataRepository", "create_engine"]
-
-# Built once: SQLAlchemy caches their compiled form; only the parameters change.
-_INSERT: Final = sa.insert(images)
-_MARK_READY: Final = (
-    sa.update(images)
-    .where(
-        images.c.image_id == sa.bindparam("target_id"),
-        images.c.state == ImageState.UPLOADING.value,
-        images.c.claimed_by.is_(None),  # a reconciler is removing it
-    )
-    .values(state=ImageState.READY.value)
-    .returning(*images.c)
-)
-
-
-def _to_record(row: Any, children: Sequence[str] = ()) -> ImageRecord:
-    return ImageRecord(
-        image_id=row.image_id,
-        kind=ImageKind(row.kind),
-        session_id=row.session_id,
-        bucket=row.bucket,
-        key=row.key,
-        filename=row.filename,
-        content_type=row.content_type,
-        size=row.size,
-        sha256=row.sha256,
-        state=ImageState(row.state),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        parent_id=row.parent_id,
-        thumbnail_key=row.thumbnail_key,
-        visualization_keys=tuple(children),
-        metadata=row.user_metadata or {},
-        upload_expires_at=row.upload_expires_at,
-        etag=row.etag,
-        idempotency_key=row.idempotency_key,
-    )
-
-
-def _values(record: ImageRecord) -> dict[str, Any]:
-    """The row of a new record (claims start empty)."""
-    return {
-        "image_id": record.image_id,
-        "kind": record.kind.value,
-        "session_id": record.session_id,
-        "bucket": record.bucket,
-        "key": record.key,
-        "filename": record.filename,
-        "content_type": record.content_type,
-        "size": record.size,
-        "sha256": record.sha256,
-        "state": record.state.value,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "parent_id": record.parent_id,
-        "thumbnail_key": record.thumbnail_key,
-        "user_metadata": dict(record.metadata),
-        "upload_expires_at": record.upload_expires_at,
-        "etag": record.etag,
-        "idempotency_key": record.idempotency_key,
-    }
 
 
 class SqlAlchemyMetadataRepository(MetadataRepository):
@@ -164,7 +104,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         children = await self._children(
             connection, [row.image_id for row in rows if row.kind == ImageKind.ORIGINAL.value]
         )
-        return [_to_record(row, children.get(row.image_id, ())) for row in rows]
+        return [to_record(row, children.get(row.image_id, ())) for row in rows]
 
     async def _one(self, where: sa.ColumnElement[bool], operation: str) -> ImageRecord | None:
         with self._translated(operation):
@@ -176,7 +116,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
 
     async def add(self, record: ImageRecord) -> None:
         """Insert a new record (``ImageAlreadyExists`` when its id or a key is taken)."""
-        if not await self._insert(_values(record)):
+        if not await self._insert(values_of(record)):
             holder = await self.get_by_key(record.bucket, record.key)
             if holder is None and record.idempotency_key is not None:
                 holder = await self.get_by_idempotency_key(
@@ -214,7 +154,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                     )
                     if not gone.rowcount:
                         return False
-                    await connection.execute(_INSERT, _values(record))
+                    await connection.execute(INSERT, values_of(record))
             except IntegrityError:
                 # Another record holds the key or idempotency key: nothing changed.
                 raise ImageAlreadyExists(record.bucket, record.key, None) from None
@@ -239,7 +179,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                 return await self._statements.insert(values)
             try:
                 async with self._autocommit.connect() as connection:
-                    await connection.execute(_INSERT, values)
+                    await connection.execute(INSERT, values)
             except IntegrityError:
                 return False
             return True
@@ -289,10 +229,10 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                 )
             else:
                 async with self._autocommit.connect() as connection:
-                    row = (await connection.execute(_MARK_READY, values)).first()
+                    row = (await connection.execute(MARK_READY, values)).first()
         # An uploading original has no ready visualizations yet (they need a ready
         # parent): no query for them.
-        return None if row is None else _to_record(row)
+        return None if row is None else to_record(row)
 
     async def mark_deleting(
         self, image_id: uuid.UUID, *, now: datetime, from_state: ImageState | None = None
@@ -312,7 +252,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                             .returning(*images.c)
                         )
                     ).all()
-                    return [_to_record(row) for row in rows]
+                    return [to_record(row) for row in rows]
         family = sa.or_(images.c.image_id == image_id, images.c.parent_id == image_id)
         with self._translated("update"):
             async with self.engine.begin() as connection:
@@ -324,7 +264,7 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
                 rows = (await connection.execute(sa.select(images).where(family))).all()
                 if not any(row.image_id == image_id for row in rows):
                     return []
-                return [_to_record(row) for row in rows]
+                return [to_record(row) for row in rows]
 
     async def remove(self, image_ids: Sequence[uuid.UUID]) -> None:
         """Delete these records (their remaining visualizations lose their link)."""
