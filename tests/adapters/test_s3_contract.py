@@ -58,9 +58,8 @@ def moto_store() -> Iterator[S3ImageStore]:
 
 class TestS3StoreOnMotoContract(ImageStoreContract):
     keeps_objects_in_memory = True  # moto holds the objects in this process
-    # moto ignores If-None-Match on CopyObject; AWS and SeaweedFS refuse the copy
-    # (the SeaweedFS class below runs this test).
-    test_copy_if_absent_never_replaces_the_target = None
+    # moto ignores If-None-Match on CopyObject, but the store's create-only copy
+    # is completed by a CompleteMultipartUpload, on which moto enforces it.
 
     @pytest.fixture
     async def store(self) -> AsyncIterator[ImageStore]:

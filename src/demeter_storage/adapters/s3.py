@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
-
 from demeter_storage.adapters.log_redaction import watch_client
 from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
 from demeter_storage.adapters.s3_bucket import S3Bucket
+from demeter_storage.adapters.s3_conditions import S3Conditions
 from demeter_storage.adapters.s3_config import S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import translate
 from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
@@ -35,12 +34,7 @@ from demeter_storage.adapters.s3_payload_signing import (
 from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.worker_threads import WorkerThreads
-from demeter_storage.domain.errors import (
-    ConfigurationError,
-    ObjectChanged,
-    ObjectNotFound,
-    StorageError,
-)
+from demeter_storage.domain.errors import ConfigurationError, StorageError
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
@@ -403,48 +397,23 @@ class S3ImageStore(ImageStore):
             "DeleteObject", self.client.delete_object, key=key, Bucket=self.name, Key=key
         )
 
+    def _conditions(self) -> S3Conditions:
+        return S3Conditions(
+            self.name,
+            self.client,
+            self._call,
+            describe=self._describe,
+            clock=self._clock,
+            part_size=self.config.part_size,
+        )
+
     async def _delete_if_match(self, key: str, etag: str) -> None:
-        try:
-            await self._call(
-                "DeleteObject",
-                self.client.delete_object,
-                key=key,
-                Bucket=self.name,
-                Key=key,
-                IfMatch=etag,
-            )
-        except ObjectNotFound:
-            return  # deleting a missing key is fine, conditionally too
-        except ObjectChanged:
-            # SeaweedFS answers 412 for a key that is gone too: only another
-            # version of the object means the delete lost.
-            if await self.exists(key):
-                raise
+        await self._conditions().delete_if_match(key, etag)
 
     async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
-        # The source's ETag pins the version copied, so the info returned
-        # (size, SHA-256, type) describes the very bytes that arrive.
-        info = await self._head(source)
-        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
-        if info.etag:
-            condition["CopySourceIfMatch"] = info.etag
-        response = await self._call(
-            "CopyObject",
-            self.client.copy_object,
-            key=target,
-            Bucket=self.name,
-            Key=target,
-            CopySource={"Bucket": self.name, "Key": source},
-            MetadataDirective="COPY",
-            **condition,
-        )
-        result = response.get("CopyObjectResult", {})
-        return attrs.evolve(
-            info,
-            key=target,
-            etag=result.get("ETag", info.etag),
-            last_modified=result.get("LastModified") or self._clock(),
-        )
+        # Server-side, pinned to the source's ETag; create-only through a
+        # conditional multipart completion (see s3_conditions).
+        return await self._conditions().copy(source, target, if_absent=if_absent)
 
     async def _delete_many(self, keys: builtins.list[str]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):

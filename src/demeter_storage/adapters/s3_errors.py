@@ -4,8 +4,11 @@ Transient failures (5xx, throttling, timeouts, dropped connections) become
 :class:`~demeter_storage.domain.errors.StorageUnavailable`: the only error the
 resilience layer retries and the circuit breaker counts. Authentication and
 bucket problems become :class:`~demeter_storage.domain.errors.ConfigurationError`;
-a missing key :class:`~demeter_storage.domain.errors.ObjectNotFound`. Every
-message names the operation, bucket, key and S3 error code.
+a missing key :class:`~demeter_storage.domain.errors.ObjectNotFound`; a lost
+create-only write :class:`~demeter_storage.domain.errors.ObjectExists` and a
+lost conditional delete :class:`~demeter_storage.domain.errors.ObjectChanged`
+(neither retried nor counted by the breaker). Every message names the
+operation, bucket, key and S3 error code.
 """
 
 from __future__ import annotations
@@ -77,7 +80,13 @@ AUTH_CODES: Final = frozenset(
 )
 INTEGRITY_CODES: Final = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
 PRECONDITION_CODES: Final = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-"""A conditional write or delete lost: the object exists, or is another version."""
+"""A conditional request lost: the object exists, or is another version."""
+CREATE_ONLY_WRITES: Final = frozenset({"PutObject", "CompleteMultipartUpload"})
+"""The writes the stores send with ``If-None-Match: *``: losing means the key is taken.
+
+``CopyObject`` and ``UploadPartCopy`` are not among them: their preconditions
+pin the *source* (``x-amz-copy-source-if-match``), so losing means the source
+was replaced (a plain StorageError, which the copy handles)."""
 CONDITIONAL_DELETES: Final = frozenset({"DeleteObject"})
 _CONNECTION_ERRORS: Final = (
     BotoConnectionError,
@@ -128,7 +137,8 @@ def translate(
         if key is not None and error_code(exc) in PRECONDITION_CODES:
             if operation in CONDITIONAL_DELETES:
                 return ObjectChanged(key, bucket)
-            return ObjectExists(key, bucket)
+            if operation in CREATE_ONLY_WRITES:
+                return ObjectExists(key, bucket)
         return _from_client_error(exc, what, bucket, key)
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return ConfigurationError(

@@ -156,7 +156,7 @@ async def upload_parts(
         Metadata=metadata,
         ChecksumAlgorithm="CRC32",
     )
-    upload_id = _required(created, "UploadId", "CreateMultipartUpload", bucket, key)
+    upload_id = required(created, "UploadId", "CreateMultipartUpload", bucket, key)
     tasks: list[asyncio.Task[dict[str, Any]]] = []
     try:
         slots = asyncio.Semaphore(concurrency)
@@ -175,7 +175,7 @@ async def upload_parts(
                 )
                 part: dict[str, Any] = {
                     "PartNumber": number,
-                    "ETag": _required(response, "ETag", "UploadPart", bucket, key),
+                    "ETag": required(response, "ETag", "UploadPart", bucket, key),
                 }
                 # Some S3-compatible servers neither check nor echo a part's checksum:
                 # then the completion names the parts by ETag alone.
@@ -209,7 +209,7 @@ async def upload_parts(
             MultipartUpload={"Parts": parts},
             **(complete_options or {}),
         )
-        return _required(completed, "ETag", "CompleteMultipartUpload", bucket, key)
+        return required(completed, "ETag", "CompleteMultipartUpload", bucket, key)
     except BaseException:
         # Let parts already on the wire finish first: a part that lands after the
         # abort would otherwise keep its storage (and its cost) on the server.
@@ -225,8 +225,8 @@ async def upload_parts(
         raise
 
 
-def _required(answer: dict[str, Any], field: str, operation: str, bucket: str, key: str) -> str:
-    """A field of the server's answer the upload cannot go on without.
+def required(answer: dict[str, Any], field: str, operation: str, bucket: str, key: str) -> str:
+    """A field of the server's answer the upload (or a part copy) cannot go on without.
 
     Raises:
         StorageError: the server left it out. :func:`upload_parts` then aborts the
