@@ -14,13 +14,20 @@ import errno
 import functools
 import json
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Final, ParamSpec, TypeVar
 from urllib.parse import quote
 
 from demeter_storage.adapters import _local_fs as fs
+from demeter_storage.adapters._local_internal import (
+    INTERNAL_DIR,
+    LIFECYCLE_FILE,
+    load_or_create_secret,
+    read_internal,
+    secret_bytes,
+    write_internal,
+)
 from demeter_storage.adapters._local_writes import TempWriter
 from demeter_storage.adapters.url_signing import UrlSigner
 from demeter_storage.adapters.worker_threads import WorkerThreads
@@ -48,9 +55,6 @@ from demeter_storage.streams import Payload
 DEFAULT_PUBLIC_BASE_URL: Final = "http://127.0.0.1:8765"
 """Where ``demeter-storage serve`` listens by default; local URLs point there."""
 
-INTERNAL_DIR: Final = ".demeter"
-SIGNING_KEY_FILE: Final = "signing-key"
-LIFECYCLE_FILE: Final = "lifecycle.json"
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -103,7 +107,7 @@ class LocalImageStore(ImageStore):
         self._threads = WorkerThreads(_THREADS, name=f"demeter-local-{self.name}")
         self._clock = clock
         self._base_url = base_url or f"{DEFAULT_PUBLIC_BASE_URL}/{quote(self.name, safe='')}"
-        self._configured_secret = _secret_bytes(signing_secret)
+        self._configured_secret = secret_bytes(signing_secret)
         self._signer: UrlSigner | None = None
 
     def __repr__(self) -> str:
@@ -347,10 +351,10 @@ class LocalImageStore(ImageStore):
     async def _apply_lifecycle(self, policy: LifecyclePolicy) -> None:
         warn_unenforceable(policy, self.name)
         body = json.dumps(policy.to_dict(), indent=2, sort_keys=True).encode()
-        await self._run("", True, self._write_internal, LIFECYCLE_FILE, body)
+        await self._run("", True, write_internal, self._tree, LIFECYCLE_FILE, body)
 
     async def _get_lifecycle(self) -> LifecyclePolicy:
-        body = await self._run("", False, self._read_internal, LIFECYCLE_FILE)
+        body = await self._run("", False, read_internal, self._tree, LIFECYCLE_FILE)
         if body is None:
             return LifecyclePolicy()
         try:
@@ -373,75 +377,10 @@ class LocalImageStore(ImageStore):
             await self._run("", True, self._remove_leftovers, cutoff_ns)
         return expired
 
-    def _write_internal(self, name: str, body: bytes) -> None:
-        dir_fd = self._tree.open_dir([INTERNAL_DIR], create=True)
-        try:
-            fd, temp = self._tree.create_temp(dir_fd)
-            try:
-                fs.write_all(fd, body)
-                if self._tree.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            self._tree.sync_dir(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def _read_internal(self, name: str) -> bytes | None:
-        try:
-            dir_fd = self._tree.open_dir([INTERNAL_DIR], create=False)
-        except fs.Blocked:
-            return None
-        try:
-            fd, _ = self._tree.open_object(dir_fd, name)
-        except fs.Blocked:
-            return None
-        finally:
-            os.close(dir_fd)
-        with os.fdopen(fd, "rb") as file:
-            return file.read()
-
     async def _url_signer(self) -> UrlSigner:
         if self._signer is None:
             secret = self._configured_secret
             if secret is None:
-                secret = await self._run("", True, self._load_or_create_secret)
+                secret = await self._run("", True, load_or_create_secret, self._tree)
             self._signer = UrlSigner(secret, self._base_url, self.name, self._clock)
         return self._signer
-
-    def _load_or_create_secret(self) -> bytes:
-        dir_fd = self._tree.open_dir([INTERNAL_DIR], create=True)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                return _read_secret(dir_fd)
-            fd, temp = self._tree.create_temp(dir_fd)
-            try:
-                os.fchmod(fd, 0o600)
-                fs.write_all(fd, secrets.token_hex(32).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            # link() fails if another process won the race; then its key is used.
-            with contextlib.suppress(FileExistsError):
-                os.link(temp, SIGNING_KEY_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            os.unlink(temp, dir_fd=dir_fd)
-            return _read_secret(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _read_secret(dir_fd: int) -> bytes:
-    fd = os.open(SIGNING_KEY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    with os.fdopen(fd, "rb") as file:
-        return bytes.fromhex(file.read().decode().strip())
-
-
-def _secret_bytes(value: Secret | str | bytes | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, Secret):
-        value = value.reveal()
-    if isinstance(value, str):
-        return value.encode()
-    raise TypeError(f"signing_secret must be a Secret, str or bytes, got {type(value).__name__}")
