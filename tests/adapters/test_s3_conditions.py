@@ -1,7 +1,8 @@
-"""The S3 store's conditional operations beyond the contract: copies, deletes, translation."""
+"""The S3 store's conditional operations beyond the contract: copies, retries, translation."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import uuid
@@ -11,16 +12,18 @@ from unittest import mock
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
 from demeter_storage import ObjectChanged, ObjectExists, StorageError
 from demeter_storage.adapters import s3_conditions
-from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.resilience import ResilientImageStore
+from demeter_storage.adapters.s3 import SHA256_METADATA, S3ImageStore
 from demeter_storage.adapters.s3_conditions import copy_ranges
 from demeter_storage.adapters.s3_config import MAX_PART_SIZE, MAX_PARTS, MiB, S3Config
 from demeter_storage.adapters.s3_errors import translate
-from demeter_storage.testing import SeaweedFSServer
+from demeter_storage.adapters.s3_multipart import composite_etag
+from demeter_storage.testing import SeaweedFSServer, no_sleep
 
 SMALL_PARTS = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_concurrency": 2}
 
@@ -208,3 +211,86 @@ async def test_a_conditional_delete_of_a_missing_key_is_fine_on_either_server(
     with pytest.raises(ObjectChanged):
         await store.delete("c/v.jpg", if_match='"0123456789abcdef0123456789abcdef"')
     assert await store.get("c/v.jpg") == b"v1"
+
+
+# A create-only put retried after its answer was lost
+
+
+def _lose_the_first_answer(store: S3ImageStore, operation: str) -> list[str]:
+    """The first ``operation`` reaches the server, then its answer is 'lost' (a read timeout)."""
+    lost: list[str] = []
+
+    def after_call(**_: Any) -> None:
+        if not lost:
+            lost.append(operation)
+            raise ReadTimeoutError(endpoint_url="http://injected")
+
+    store.client.meta.events.register(f"after-call.s3.{operation}", after_call)
+    return lost
+
+
+@pytest.mark.parametrize(
+    ("size", "operation"),
+    [(1000, "PutObject"), (12 * MiB, "CompleteMultipartUpload")],
+    ids=["single", "multipart"],
+)
+async def test_a_retried_create_only_put_finds_its_own_sha256(
+    store: S3ImageStore, size: int, operation: str
+) -> None:
+    resilient = ResilientImageStore(store, sleep=no_sleep, circuit_name=uuid.uuid4().hex)
+    data = pattern_bytes(size)
+    lost = _lose_the_first_answer(store, operation)
+    with pytest.raises(ObjectExists):
+        await resilient.put("r/photo.jpg", data, content_type="image/jpeg", if_absent=True)
+    assert lost == [operation]  # the first attempt landed; the retry found it
+    # What the service compares after ObjectExists: the stored SHA-256 is its own.
+    assert (await store.head("r/photo.jpg")).sha256 == hashlib.sha256(data).hexdigest()
+    assert await store.get("r/photo.jpg") == data
+    assert _uploads(store) == []
+
+
+async def test_a_refused_multipart_put_never_marks_another_object_as_its_own(
+    store: S3ImageStore,
+) -> None:
+    # Someone else's multipart object without a recorded SHA-256 (another tool wrote it).
+    theirs = pattern_bytes(12 * MiB)
+    upload = store.client.create_multipart_upload(Bucket=store.name, Key="r/x.tif")
+    parts = []
+    for number, start in enumerate(range(0, len(theirs), 5 * MiB), start=1):
+        answer = store.client.upload_part(
+            Bucket=store.name,
+            Key="r/x.tif",
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=theirs[start : start + 5 * MiB],
+        )
+        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+    store.client.complete_multipart_upload(
+        Bucket=store.name,
+        Key="r/x.tif",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": parts},
+    )
+    assert composite_etag([p["ETag"] for p in parts]) == (await store.head("r/x.tif")).etag
+    mine = bytes(reversed(theirs))
+    with pytest.raises(ObjectExists):
+        await store.put("r/x.tif", mine, content_type="image/tiff", if_absent=True)
+    head = await store.head("r/x.tif")
+    assert head.sha256 is None
+    assert (
+        SHA256_METADATA
+        not in store.client.head_object(Bucket=store.name, Key="r/x.tif")["Metadata"]
+    )
+    # The same bytes in the same parts are recognised: their SHA-256 is recorded.
+    with pytest.raises(ObjectExists):
+        await store.put("r/x.tif", theirs, content_type="image/tiff", if_absent=True)
+    assert (await store.head("r/x.tif")).sha256 == hashlib.sha256(theirs).hexdigest()
+    assert await store.get("r/x.tif") == theirs
+
+
+def test_composite_etags_need_md5_part_etags() -> None:
+    md5 = hashlib.md5(b"part", usedforsecurity=False)
+    expected = hashlib.md5(md5.digest() * 2, usedforsecurity=False).hexdigest()
+    assert composite_etag([f'"{md5.hexdigest()}"', md5.hexdigest().upper()]) == f'"{expected}-2"'
+    assert composite_etag(['"not-an-md5"']) is None
+    assert composite_etag(['"' + "g" * 32 + '"']) is None

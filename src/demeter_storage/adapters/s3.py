@@ -25,7 +25,13 @@ from demeter_storage.adapters.s3_bucket import S3Bucket
 from demeter_storage.adapters.s3_conditions import S3Conditions
 from demeter_storage.adapters.s3_config import S3Config, build_s3_client
 from demeter_storage.adapters.s3_errors import translate
-from demeter_storage.adapters.s3_multipart import FileParts, PartReader, PartSource, upload_parts
+from demeter_storage.adapters.s3_multipart import (
+    CompletionRefused,
+    FileParts,
+    PartReader,
+    PartSource,
+    upload_parts,
+)
 from demeter_storage.adapters.s3_payload_signing import (
     known_payload,
     reuse_payload_hashes,
@@ -187,18 +193,30 @@ class S3ImageStore(ImageStore):
             chunks.unread(head)
             del head, more
             reader = chunks
-        etag = await upload_parts(
-            functools.partial(self._call, key=key),
-            self.client,
-            bucket=self.name,
-            key=key,
-            content_type=content_type,
-            metadata=_stored_metadata(metadata, content_type, None),
-            reader=reader,
-            part_size=self.config.part_size,
-            concurrency=self.config.multipart_concurrency,
-            complete_options=condition,
-        )
+        try:
+            etag = await upload_parts(
+                functools.partial(self._call, key=key),
+                self.client,
+                bucket=self.name,
+                key=key,
+                content_type=content_type,
+                metadata=_stored_metadata(metadata, content_type, None),
+                reader=reader,
+                part_size=self.config.part_size,
+                concurrency=self.config.multipart_concurrency,
+                complete_options=condition,
+            )
+        except CompletionRefused as refused:
+            # Perhaps this put's own earlier attempt (completed, its answer lost):
+            # give that object the SHA-256 it never got, for the caller to compare.
+            await self._conditions().finish_own_object(
+                key,
+                refused.expected_etag,
+                lambda key, etag: self._record_sha256(
+                    key, etag, digest.sha256, content_type, metadata
+                ),
+            )
+            raise
         etag = await self._record_sha256(key, etag, digest.sha256, content_type, metadata)
         return self._info(
             key,

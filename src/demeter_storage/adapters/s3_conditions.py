@@ -14,7 +14,7 @@ bytes that arrived.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -215,3 +215,29 @@ class S3Conditions:
             except ObjectNotFound:
                 return
             raise
+
+    async def finish_own_object(
+        self,
+        key: str,
+        expected_etag: str | None,
+        record_sha256: Callable[[str, str], Awaitable[object]],
+    ) -> None:
+        """After a refused create-only multipart put: finish the object if it is this put's.
+
+        A retried put whose first attempt was completed by the server, though
+        its answer was lost, finds its own object under the key: the same
+        parts make the same composite ETag. That attempt never recorded the
+        SHA-256 (the last step of a multipart put), so it is recorded now;
+        whoever compares SHA-256s after the ``ObjectExists`` (the service)
+        then reads it from ``head``. Another object is left as it is.
+        ``record_sha256(key, etag)`` records it, if the object still has ``etag``.
+        """
+        if expected_etag is None:
+            return
+        try:
+            head = await self._head(key)
+        except StorageError:
+            return  # best effort: the put fails with ObjectExists all the same
+        info = self._describe(key, head)
+        if info.sha256 is None and info.etag == expected_etag:
+            await record_sha256(key, expected_etag)

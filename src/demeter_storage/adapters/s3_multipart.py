@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
-from demeter_storage.domain.errors import StorageError
+from demeter_storage.domain.errors import ObjectExists, StorageError
 from demeter_storage.streams import Digest
 
 Call = Callable[..., Awaitable[Any]]
@@ -25,6 +26,39 @@ Call = Callable[..., Awaitable[Any]]
 
 Body = bytes | bytearray
 """What botocore accepts as a part's body (a memoryview it refuses)."""
+
+
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+
+
+def composite_etag(part_etags: list[str]) -> str | None:
+    """The ETag S3 gives a multipart object of these parts, if their ETags are MD5s.
+
+    S3 (and SeaweedFS, MinIO, moto) name a completed multipart object
+    ``"<MD5 of the parts' binary MD5s>-<number of parts>"``. None when a
+    part's ETag is no MD5 (encrypted objects, other servers).
+    """
+    digests = []
+    for etag in part_etags:
+        hexdigest = etag.strip('"').lower()
+        if len(hexdigest) != 32 or not _HEX_DIGITS.issuperset(hexdigest):
+            return None
+        digests.append(bytes.fromhex(hexdigest))
+    return f'"{hashlib.md5(b"".join(digests)).hexdigest()}-{len(digests)}"'  # noqa: S324 - S3's ETag
+
+
+class CompletionRefused(ObjectExists):
+    """A create-only completion found an object under the key (``If-None-Match: *``).
+
+    Attributes:
+        expected_etag: the ETag the completion would have given the object
+            (None if the parts' ETags are no MD5s): an object with it holds
+            this upload's very parts.
+    """
+
+    def __init__(self, key: str, bucket: str, expected_etag: str | None) -> None:
+        super().__init__(key, bucket)
+        self.expected_etag = expected_etag
 
 
 class PartSource(Protocol):
@@ -146,6 +180,10 @@ async def upload_parts(
     """Upload what ``reader`` holds as a multipart upload; return the ETag.
 
     ``complete_options`` go with the completion (``IfNoneMatch``: only create).
+
+    Raises:
+        CompletionRefused: the completion was create-only and the key is taken
+            (the upload is aborted).
     """
     created = await call(
         "CreateMultipartUpload",
@@ -200,15 +238,19 @@ async def upload_parts(
             number += 1
             tasks.append(asyncio.create_task(send(number, body)))
         parts = await asyncio.gather(*tasks)
-        completed = await call(
-            "CompleteMultipartUpload",
-            client.complete_multipart_upload,
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-            **(complete_options or {}),
-        )
+        try:
+            completed = await call(
+                "CompleteMultipartUpload",
+                client.complete_multipart_upload,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **(complete_options or {}),
+            )
+        except ObjectExists as exc:
+            expected = composite_etag([part["ETag"] for part in parts])
+            raise CompletionRefused(key, bucket, expected) from exc
         return required(completed, "ETag", "CompleteMultipartUpload", bucket, key)
     except BaseException:
         # Let parts already on the wire finish first: a part that lands after the
