@@ -17,6 +17,8 @@ import pytest
 from demeter_storage import (
     ConfigurationError,
     InMemoryImageStore,
+    ObjectChanged,
+    ObjectExists,
     ObjectNotFound,
     StorageUnavailable,
     ValidationError,
@@ -262,6 +264,23 @@ async def test_an_answer_resets_the_failure_count(
     flaky.down = True
     await _fail(store, 4)
     assert (await store.breaker_status()).state == "closed"
+
+
+async def test_a_lost_create_only_put_is_an_answer_never_retried_nor_counted(
+    store: ResilientImageStore, flaky: FlakyStore, sleeps: Sleeps
+) -> None:
+    flaky.down = True
+    await _fail(store, 4)
+    flaky.down = False
+    flaky.requests = 0
+    for _ in range(10):
+        with pytest.raises(ObjectExists):
+            await store.put("s/a.jpg", b"other", content_type="image/jpeg", if_absent=True)
+    assert flaky.requests == 10  # one attempt each
+    status = await store.breaker_status()
+    assert (status.state, status.failure_count) == ("closed", 0)  # answers reset the count
+    assert await store.get("s/a.jpg") == b"photo"
+    assert classify(ObjectExists("k")) == classify(ObjectChanged("k")) == "success"
 
 
 async def test_bad_input_is_refused_before_the_breaker(

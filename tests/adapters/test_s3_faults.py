@@ -14,11 +14,19 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from demeter_storage import ConfigurationError, ObjectNotFound, StorageError, StorageUnavailable
+from demeter_storage import (
+    ConfigurationError,
+    ObjectChanged,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+)
 from demeter_storage.adapters.resilience import ResilientImageStore
 from demeter_storage.adapters.s3 import S3ImageStore
 from demeter_storage.adapters.s3_config import MiB, S3Config
 from demeter_storage.domain.lifecycle import LifecyclePolicy
+from demeter_storage.ports import ImageStore
 from demeter_storage.testing import ManualClock, no_sleep, skip_or_fail, start_seaweedfs
 from demeter_storage.testing.contract import pattern_source
 from demeter_storage.testing.seaweedfs import SeaweedFSUnavailable, weed_binary
@@ -175,13 +183,25 @@ async def _drain(items: AsyncIterator[object]) -> list[object]:
     return [item async for item in items]
 
 
-def _every_operation(store: S3ImageStore) -> dict[str, Callable[[], Awaitable[object]]]:
+WRONG_ETAG = '"0123456789abcdef0123456789abcdef"'
+
+
+def _every_operation(store: ImageStore) -> dict[str, Callable[[], Awaitable[object]]]:
     """Each public operation of the store that sends a request."""
     return {
         "put": lambda: store.put("s/b.jpg", b"photo", content_type="image/jpeg"),
         "multipart put": lambda: store.put(
             "s/big.tif", pattern_source(9 * MiB), content_type="image/tiff"
         ),
+        "create-only put": lambda: store.put(
+            "s/c.jpg", b"photo", content_type="image/jpeg", if_absent=True
+        ),
+        "create-only multipart put": lambda: store.put(
+            "s/big.tif", pattern_source(9 * MiB), content_type="image/tiff", if_absent=True
+        ),
+        "copy": lambda: store.copy("s/a.jpg", "s/copy.jpg"),
+        "create-only copy": lambda: store.copy("s/a.jpg", "s/copy.jpg", if_absent=True),
+        "conditional delete": lambda: store.delete("s/a.jpg", if_match=WRONG_ETAG),
         "get": lambda: store.get("s/a.jpg"),
         "stream": lambda: _drain(store.stream("s/a.jpg")),
         "head": lambda: store.head("s/a.jpg"),
@@ -198,6 +218,11 @@ def _every_operation(store: S3ImageStore) -> dict[str, Callable[[], Awaitable[ob
 OPERATIONS = (
     "put",
     "multipart put",
+    "create-only put",
+    "create-only multipart put",
+    "copy",
+    "create-only copy",
+    "conditional delete",
     "get",
     "stream",
     "head",
@@ -230,3 +255,86 @@ async def test_no_botocore_exception_escapes_any_operation(
     assert leaked == []
     assert "'faults'" in str(caught.value)  # the bucket
     assert requests.total >= 1  # the fault was met on the wire, not short of it
+
+
+CONDITIONAL_REQUESTS = (
+    ("create-only put", "PutObject"),
+    ("create-only multipart put", "CompleteMultipartUpload"),
+    ("copy", "CopyObject"),
+    ("create-only copy", "UploadPartCopy"),
+    ("create-only copy", "CompleteMultipartUpload"),
+    ("conditional delete", "DeleteObject"),
+)
+
+
+@pytest.mark.parametrize("fault", sorted(SWEEP_FAULTS))
+@pytest.mark.parametrize(("operation", "request_name"), CONDITIONAL_REQUESTS)
+async def test_the_conditional_request_itself_meets_each_fault_as_a_storage_error(
+    s3: S3ImageStore, requests: Requests, operation: str, request_name: str, fault: str
+) -> None:
+    # The sweep above fails every request, so a copy fails at its HEAD: here only
+    # the conditional request itself fails.
+    requests.fail(request_name, SWEEP_FAULTS[fault])
+    with pytest.raises(StorageError) as caught:
+        await _every_operation(s3)[operation]()
+    leaked = [cls for cls in type(caught.value).__mro__ if cls.__module__.startswith("botocore")]
+    assert leaked == []
+    assert "'faults'" in str(caught.value)
+    assert requests.sent[request_name] >= 1
+    requests.heal()
+    assert s3.client.list_multipart_uploads(Bucket="faults").get("Uploads", []) == []
+
+
+LOST_CONDITIONS = (
+    ("create-only put", "PutObject", 412, "PreconditionFailed", ObjectExists),
+    ("create-only put", "PutObject", 409, "ConditionalRequestConflict", ObjectExists),
+    (
+        "create-only multipart put",
+        "CompleteMultipartUpload",
+        412,
+        "PreconditionFailed",
+        ObjectExists,
+    ),
+    ("create-only copy", "CompleteMultipartUpload", 412, "PreconditionFailed", ObjectExists),
+    ("conditional delete", "DeleteObject", 412, "PreconditionFailed", ObjectChanged),
+)
+
+
+@pytest.mark.parametrize(("operation", "request_name", "status", "code", "error"), LOST_CONDITIONS)
+async def test_a_lost_condition_is_never_retried_nor_opens_the_circuit(
+    resilient: ResilientImageStore,
+    requests: Requests,
+    operation: str,
+    request_name: str,
+    status: int,
+    code: str,
+    error: type[StorageError],
+) -> None:
+    requests.fail(request_name, lambda request: error_response(status, code))
+    for _ in range(6):
+        with pytest.raises(error):
+            await _every_operation(resilient)[operation]()
+    assert requests.sent[request_name] == 6  # one request an operation: no retry
+    status_now = await resilient.breaker_status()
+    assert (status_now.state, status_now.failure_count) == ("closed", 0)
+
+
+async def test_conditions_the_server_enforces_are_answers_not_failures(
+    resilient: ResilientImageStore, requests: Requests
+) -> None:
+    # moto's own 412s: the key is taken; the ETag is another version's.
+    requests.fail("GetObject", FAULTS["500"])
+    for _ in range(4):
+        with pytest.raises(StorageUnavailable):
+            await resilient.get("s/a.jpg")
+    assert (await resilient.breaker_status()).failure_count == 4
+    requests.heal()
+    for _ in range(6):
+        with pytest.raises(ObjectExists):
+            await resilient.put("s/a.jpg", b"other", content_type="image/jpeg", if_absent=True)
+        with pytest.raises(ObjectChanged):
+            await resilient.delete("s/a.jpg", if_match=WRONG_ETAG)
+    assert (requests.sent["PutObject"], requests.sent["DeleteObject"]) == (6, 6)
+    status = await resilient.breaker_status()
+    assert (status.state, status.failure_count) == ("closed", 0)  # answers reset the count
+    assert await resilient.get("s/a.jpg") == b"photo"
