@@ -11,9 +11,6 @@ and no ready row without its objects.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,14 +20,10 @@ from demeter_storage.audit import AuditReport, Audits, OrphanSweep
 from demeter_storage.direct_uploads import DirectUploads
 from demeter_storage.domain.errors import (
     ImageNotFound,
-    IntegrityError,
-    ObjectNotFound,
     ValidationError,
 )
 from demeter_storage.domain.keys import (
     original_key,
-    validate_key,
-    validate_session_id,
     visualization_key,
 )
 from demeter_storage.domain.lifecycle import LifecyclePolicy
@@ -38,11 +31,12 @@ from demeter_storage.domain.objects import (
     ObjectInfo,
     utc_now,
 )
-from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
+from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState, parse_image_id
 from demeter_storage.domain.schemas import DirectUpload, ImagePage, ImageResponse, UploadRequest
 from demeter_storage.maintenance import Maintenance, ReconcileReport
 from demeter_storage.ownership import Ownership
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
+from demeter_storage.reads import Reads
 from demeter_storage.service_config import (
     MAX_EXPIRY_HOURS,
     MAX_UPLOAD_BYTES,
@@ -50,7 +44,7 @@ from demeter_storage.service_config import (
     ServiceConfig,
     validate_expiry_hours,
 )
-from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Digest, PutData
+from demeter_storage.streams import DEFAULT_CHUNK_SIZE, PutData
 from demeter_storage.uploads import Uploads
 
 __all__ = [
@@ -68,17 +62,6 @@ logger = logging.getLogger(__name__)
 
 Checkpoint = Callable[[str], Awaitable[None]]
 """Called after each named step of an upload or delete (tests inject failures here)."""
-
-
-def _image_id(value: object) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            raise ValidationError(f"{value!r} is not an image id (a UUID)") from None
-    raise TypeError(f"image_id must be a UUID or str, got {type(value).__name__}")
 
 
 class ImageService:
@@ -138,6 +121,7 @@ class ImageService:
             clock=clock,
             step=self._step,
         )
+        self.reads = Reads(metadata)
         self.direct_uploads = DirectUploads(
             store=originals,
             metadata=metadata,
@@ -194,15 +178,22 @@ class ImageService:
             file_bytes: the photo: bytes, a binary file, or an async iterable of
                 bytes (streamed, never held whole in memory).
             session_id: the field session.
-            upload_request: filename, declared content type and size, metadata.
+            upload_request: filename, declared content type and size, metadata,
+                and an optional idempotency key.
+
+        A retry after a failed or interrupted attempt (a crash, a dropped
+        connection) succeeds at once: it takes the unfinished upload over. With
+        an ``idempotency_key`` used before in the session, the same bytes return
+        the image stored then.
 
         Returns:
             The stored image, with a presigned URL.
 
         Raises:
             ValidationError: bad names, empty or oversized data, bytes that are
-                not an image of the declared type (nothing is left behind).
-            ImageAlreadyExists: the session has a photo of that name already.
+                not an image of the declared type (nothing is left behind); an
+                idempotency key used before for other bytes.
+            ImageAlreadyExists: the session has a ready photo of that name already.
             StorageUnavailable: the store or database is down (retry later).
         """
         if not isinstance(upload_request, UploadRequest):
@@ -246,7 +237,7 @@ class ImageService:
             ValidationError: bad names or data, or an unknown parent.
         """
         key = visualization_key(session_id, filename)
-        parent = None if parent_id is None else _image_id(parent_id)
+        parent = None if parent_id is None else parse_image_id(parent_id)
         if parent is not None:
             record = await self.metadata.get(parent)
             if (
@@ -281,23 +272,27 @@ class ImageService:
         """Start an upload that the client sends straight to the store (an HTML form POST).
 
         The inputs are checked like :meth:`upload_original`'s; the record is
-        written as ``uploading``; the form's policy pins the key
-        ``{session_id}/{filename}``, the content type and 1 to ``size`` bytes,
-        and expires after ``direct_upload_expiry`` (15 minutes by default).
+        written as ``uploading`` (taking over an unfinished upload of the same
+        name: the newest attempt wins); the form posts to the upload's landing
+        place ``_staging/{image_id}``, never to the image's key, and its policy
+        pins that key, the content type and 1 to ``size`` bytes; it expires
+        after ``direct_upload_expiry`` (15 minutes by default).
 
         Raises:
             ValidationError: bad names, a content type that is no accepted image
                 type, or a size of 0 or above the maximum (nothing is written).
-            ImageAlreadyExists: the session has a photo of that name already.
+            ImageAlreadyExists: the session has a ready photo of that name already.
         """
         return await self.direct_uploads.begin(session_id, filename, content_type, size)
 
     async def complete_direct_upload(self, image_id: uuid.UUID | str) -> ImageResponse:
         """Check what a direct upload delivered and make the image ready.
 
-        The object must exist with the declared size and content type, and its
-        first bytes must be an image of that type. Its SHA-256 is recorded and
-        its thumbnail made (when enabled).
+        What arrived is copied to the image's key ``{session_id}/{filename}``
+        (only this step writes it, and only once); the copy must have the
+        declared size and content type, and its first bytes must be an image of
+        that type. Its SHA-256 and ETag are recorded and its thumbnail made
+        (when enabled). A form posted again later never reaches the image.
 
         Raises:
             ValidationError: the upload failed a check; what arrived is deleted,
@@ -307,16 +302,10 @@ class ImageService:
             UploadAlreadyCompleted: the image is ready already.
             ImageNotFound: no direct upload has this id (or it was removed).
         """
-        record = await self.direct_uploads.complete(_image_id(image_id))
+        record = await self.direct_uploads.complete(parse_image_id(image_id))
         return await self._respond(record)
 
     # Reads
-
-    async def _visible(self, store: ImageStore, key: str) -> ImageRecord | None:
-        record = await self.metadata.get_by_key(store.name, key)
-        if record is not None and record.state is not ImageState.READY:
-            raise ObjectNotFound(key, store.name, detail=f"the image is {record.state.value}")
-        return record
 
     async def download_original(self, s3_key: str, bucket: str | None = None) -> bytes:
         """Return an object's bytes, checked against the recorded SHA-256.
@@ -326,14 +315,7 @@ class ImageService:
             IntegrityError: the bytes differ from what was uploaded.
             ValidationError: an invalid key or unknown bucket.
         """
-        store = self.store_for(bucket)
-        key = validate_key(s3_key)
-        record = await self._visible(store, key)
-        data = await store.get(key)
-        if record is not None and key == record.key and record.sha256:
-            actual = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()
-            _check_digest(record, actual)
-        return data
+        return await self.reads.download(self.store_for(bucket), s3_key)
 
     async def stream_original(
         self, s3_key: str, bucket: str | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -343,14 +325,8 @@ class ImageService:
         The SHA-256 is checked at the end: ``IntegrityError`` is raised after
         the last chunk if the bytes differ (discard what was received).
         """
-        store = self.store_for(bucket)
-        key = validate_key(s3_key)
-        record = await self._visible(store, key)
-        digest = Digest()
-        async for chunk in store.stream(key, chunk_size=chunk_size):
-            yield digest.update(chunk)
-        if record is not None and key == record.key and record.sha256:
-            _check_digest(record, digest.sha256)
+        async for chunk in self.reads.stream(self.store_for(bucket), s3_key, chunk_size):
+            yield chunk
 
     async def generate_presigned_url(
         self, s3_key: str, bucket: str | None = None, expiry_hours: int | None = None
@@ -364,10 +340,7 @@ class ImageService:
         hours = validate_expiry_hours(
             self.config.default_expiry_hours if expiry_hours is None else expiry_hours
         )
-        store = self.store_for(bucket)
-        key = validate_key(s3_key)
-        await self._visible(store, key)
-        return (await store.presign(key, expires_in=hours * 3600)).url
+        return await self.reads.url(self.store_for(bucket), s3_key, hours)
 
     async def get_image(self, image_id: uuid.UUID | str) -> ImageResponse:
         """Describe a ready image, with a presigned URL.
@@ -375,7 +348,7 @@ class ImageService:
         Raises:
             ImageNotFound: no ready image has this id.
         """
-        identifier = _image_id(image_id)
+        identifier = parse_image_id(image_id)
         record = await self.metadata.get(identifier)
         if record is None or record.state is not ImageState.READY:
             raise ImageNotFound(identifier)
@@ -391,15 +364,7 @@ class ImageService:
             limit: images per page (1 to 1000).
             cursor: ``next_cursor`` of the previous page.
         """
-        session = validate_session_id(session_id)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise ValidationError(f"limit must be an int from 1 to 1000, got {limit!r}")
-        after = _decode_cursor(cursor)
-        records = await self.metadata.list_session(session, limit=limit + 1, after=after)
-        page = records[:limit]
-        items = tuple([ImageResponse.from_record(r) for r in page])
-        more = len(records) > limit
-        return ImagePage(items=items, next_cursor=_encode_cursor(page[-1]) if more else None)
+        return await self.reads.page(session_id, limit, cursor)
 
     # Deletes
 
@@ -413,7 +378,7 @@ class ImageService:
             StorageUnavailable: the store is down; the image stays hidden
                 (``deleting``) and ``reconcile`` finishes the delete later.
         """
-        identifier = _image_id(image_id)
+        identifier = parse_image_id(image_id)
         records = await self.metadata.mark_deleting(identifier, now=self._clock())
         if not records:
             return False
@@ -492,26 +457,3 @@ class ImageService:
 
 S3ImageService = ImageService
 """The seed card's name for :class:`ImageService`."""
-
-
-def _check_digest(record: ImageRecord, actual: str) -> None:
-    if actual != record.sha256:
-        raise IntegrityError(
-            f"{record.key!r} in {record.bucket!r} does not match its recorded SHA-256 "
-            f"({actual} != {record.sha256}); the stored object is damaged, restore it"
-        )
-
-
-def _encode_cursor(record: ImageRecord) -> str:
-    raw = f"{record.bucket}\n{record.key}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
-    if cursor is None:
-        return None
-    try:
-        bucket, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("\n", 1)
-    except (ValueError, binascii.Error, UnicodeError, AttributeError):
-        raise ValidationError("invalid cursor; pass the next_cursor of the previous page") from None
-    return bucket, key

@@ -23,6 +23,8 @@ from types import MappingProxyType
 
 import attrs
 
+from demeter_storage.domain.errors import ValidationError
+
 
 class ImageState(enum.StrEnum):
     """Where a record is in its life cycle; only ``ready`` records are visible.
@@ -102,3 +104,20 @@ class ImageRecord:
     def object_keys(self) -> tuple[str, ...]:
         """Keys of the objects this record owns in its own bucket (object, thumbnail)."""
         return (self.key,) if self.thumbnail_key is None else (self.key, self.thumbnail_key)
+
+
+def parse_image_id(value: object) -> uuid.UUID:
+    """Return ``value`` as an image id (a UUID, or its text).
+
+    Raises:
+        ValidationError: text that is not a UUID.
+        TypeError: neither a UUID nor a str.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise ValidationError(f"{value!r} is not an image id (a UUID)") from None
+    raise TypeError(f"image_id must be a UUID or str, got {type(value).__name__}")
