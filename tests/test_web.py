@@ -141,7 +141,7 @@ def test_tampered_other_key_expired_and_future_urls_are_refused(server: Server) 
     other_key = presign(server, "s1/other.jpg").replace(
         "s1/other.jpg", "s1/leaf%20photo%20%C3%A9.jpg"
     )
-    put_signature = presign(server, method="PUT")
+    put_signature = presign(server, method="PUT", content_type="image/jpeg")
     for refused in (tampered, other_key, put_signature, url.split("?")[0]):
         status, _, body = fetch(refused)
         assert status == 403, refused
@@ -153,18 +153,23 @@ def test_tampered_other_key_expired_and_future_urls_are_refused(server: Server) 
     assert fetch(url)[0] == 403
 
 
-def test_a_signed_put_stores_the_body(server: Server) -> None:
-    url = presign(server, "s2/new.png", method="PUT")
-    status, headers, _ = fetch(
-        url, method="PUT", data=b"png bytes", headers={"Content-Type": "image/png"}
+def test_a_signed_put_stores_the_body_once(server: Server) -> None:
+    signed = server.run(
+        server.store.presign("s2/new.png", expires_in=600, method="PUT", content_type="image/png")
     )
+    url, needed = signed.url, signed.headers  # type: ignore[attr-defined]
+    status, headers, _ = fetch(url, method="PUT", data=b"png bytes", headers=needed)
     assert status == 200
     info = server.run(server.store.head("s2/new.png"))
     assert info.content_type == "image/png"  # type: ignore[attr-defined]
     assert server.run(server.store.get("s2/new.png")) == b"png bytes"
     assert headers["etag"] == info.etag  # type: ignore[attr-defined]
+    status, headers, _ = fetch(url, method="PUT", data=b"other bytes", headers=needed)
+    assert status == 412
+    assert {k.lower(): v for k, v in headers.items()}["connection"] == "close"
+    assert server.run(server.store.get("s2/new.png")) == b"png bytes"
     get_url = presign(server, "s2/new.png")
-    assert fetch(get_url, method="PUT", data=b"x")[0] == 403
+    assert fetch(get_url, method="PUT", data=b"x", headers=needed)[0] == 403
 
 
 def test_the_in_memory_store_is_served_too(server: Server) -> None:

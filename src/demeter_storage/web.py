@@ -10,46 +10,76 @@ unchanged against disk and S3::
 
 Requests are ``/{bucket}/{key}?X-Demeter-...``. A GET or HEAD needs a GET
 signature, a PUT a PUT signature, each for that very key and still valid;
-anything else is answered 403 before the store is touched. A POST to
-``/{bucket}`` is an upload form from :meth:`ImageStore.presign_post`: its
-signed policy fixes the key, the content type and the size range, and an
-upload outside them is refused (403 or 400) and leaves nothing stored. GETs support one
-byte range, ``ETag`` and ``If-None-Match``, and send the stored content type
-with a ``Content-Disposition`` whose filename cannot break the header.
+anything else is answered 403 before the store is touched. A signed PUT only
+creates, and only with the content type its URL pins: it must send that
+``Content-Type`` (403 otherwise) and ``If-None-Match: *`` (428 otherwise), and
+gets 412 if an object is stored under the key. A POST to ``/{bucket}`` is an
+upload form from :meth:`ImageStore.presign_post`: its signed policy fixes the
+key, the content type and the size range, and an upload outside them is
+refused (403 or 400) and leaves nothing stored. GETs support one byte range,
+``ETag`` and ``If-None-Match``, and send the stored content type with a
+``Content-Disposition`` whose filename cannot break the header.
+
+A client's mistake is always a 4xx, and a body the app refuses is not read:
+the answer closes the connection instead. Store failures map to their
+meaning (see :func:`~demeter_storage.web_http.answer_for`): 404, 412, 503
+with ``Retry-After`` when the breaker knows it, other failures a short 500.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
-from urllib.parse import quote, unquote
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Final, Protocol
 
 from demeter_storage.adapters.url_signing import UrlSigner
 from demeter_storage.domain.errors import (
     InvalidSignature,
-    ObjectNotFound,
+    ObjectExists,
     StorageError,
     ValidationError,
 )
 from demeter_storage.domain.objects import DEFAULT_CONTENT_TYPE, ObjectInfo
 from demeter_storage.ports import ImageStore
 from demeter_storage.web_forms import read_upload_form
+from demeter_storage.web_http import (
+    Exchange,
+    Message,
+    Receive,
+    Refused,
+    Scope,
+    Send,
+    answer_for,
+    content_disposition,
+    etag_of,
+    logger,
+    matches,
+    parse_range,
+    split_path,
+)
 
 if TYPE_CHECKING:
     from demeter_storage.service import ImageService
 
-logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = [
+    "CHUNK_SIZE",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "SignedUrlApp",
+    "SigningStore",
+    "content_disposition",
+    "parse_range",
+]
 
 CHUNK_SIZE: Final = 256 * 1024
-_RANGE: Final = re.compile(r"^bytes=(\d*)-(\d*)$")
-_UNSAFE_FILENAME: Final = re.compile(r"[^A-Za-z0-9._ ()+,=@-]")
+ONLY_CREATE: Final = "*"
+_METHODS: Final = ("GET", "HEAD", "PUT", "POST")
+_PREFLIGHT: Final = [
+    (b"access-control-allow-methods", b"GET, HEAD, PUT, POST"),
+    (b"access-control-allow-headers", b"content-type, range, if-none-match"),
+    (b"access-control-max-age", b"600"),
+]
 
 
 class SigningStore(Protocol):
@@ -85,88 +115,79 @@ class SignedUrlApp:
         return cls({store.name: store for store in (service.originals, service.visualizations)})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one ASGI connection."""
+        """Answer one ASGI connection; no exception leaves it (cancellation aside)."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
+        exchange = Exchange(scope, receive, send)
         try:
-            await self._handle(scope, receive, send)
-        except StorageError as exc:
-            logger.warning("signed URL request failed: %s", exc)
-            await _respond(send, 503, f"storage unavailable: {exc}\n")
+            await self._handle(exchange)
+        except Exception as exc:  # every failure gets an answer, never a traceback
+            await _fail(exchange, exc)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
+    async def _handle(self, exchange: Exchange) -> None:
+        method = exchange.scope["method"]
         if method == "OPTIONS":
-            await _respond(send, 204, "", extra=_CORS_PREFLIGHT)
+            await exchange.respond(204, "", _PREFLIGHT)
             return
-        if method not in ("GET", "HEAD", "PUT", "POST"):
-            await _respond(
-                send, 405, "method not allowed\n", extra=[(b"allow", b"GET, HEAD, PUT, POST")]
+        if method not in _METHODS:
+            await exchange.respond(
+                405, "method not allowed\n", [(b"allow", ", ".join(_METHODS).encode())]
             )
             return
-        bucket, quoted_key = _split_path(scope)
+        bucket, quoted_key = split_path(exchange.scope)
         store = self.stores.get(bucket)
         if store is None:
-            await _respond(send, 404, "no such bucket\n")
-            return
-        signer = await store.url_signer()  # type: ignore[attr-defined]
+            raise Refused(404, "no such bucket")
+        signer: UrlSigner = await store.url_signer()  # type: ignore[attr-defined]
         if method == "POST":
-            await self._post(store, signer, scope, receive, send)
+            await self._post(store, signer, exchange)
             return
-        query = scope.get("query_string", b"").decode("latin-1")
-        try:
-            key = signer.verify_path(quoted_key, query, "PUT" if method == "PUT" else "GET")
-        except InvalidSignature as exc:
-            await _respond(send, 403, f"{exc}\n")
-            return
+        query = exchange.scope.get("query_string", b"").decode("latin-1")
+        grant = signer.verify_grant(quoted_key, query, "PUT" if method == "PUT" else "GET")
         if method == "PUT":
-            await self._put(store, key, scope, receive, send)
+            await self._put(store, grant.key, grant.content_type, exchange)
             return
-        try:
-            info = await store.head(key)
-        except ObjectNotFound:
-            await _respond(send, 404, "no such object\n")
-            return
-        await _serve(store, info, _headers(scope), method == "HEAD", send)
+        info = await store.head(grant.key)
+        await _serve(store, info, exchange, head_only=method == "HEAD")
 
     async def _put(
-        self, store: ImageStore, key: str, scope: Scope, receive: Receive, send: Send
+        self, store: ImageStore, key: str, pinned: str | None, exchange: Exchange
     ) -> None:
-        headers = _headers(scope)
-        content_type = headers.get("content-type", DEFAULT_CONTENT_TYPE)
-        try:
-            info = await store.put(key, _body(receive), content_type=content_type)
-        except (ValidationError, TypeError) as exc:
-            await _respond(send, 400, f"{exc}\n")
-            return
-        await _respond(send, 200, "", extra=[(b"etag", _etag(info).encode())])
-
-    async def _post(
-        self, store: ImageStore, signer: UrlSigner, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """An upload form (see :meth:`ImageStore.presign_post`), checked as S3 checks it."""
-        try:
-            form = await read_upload_form(_body(receive), _headers(scope).get("content-type", ""))
-            policy = signer.verify_post(form.fields)
-        except InvalidSignature as exc:
-            await _respond(send, 403, f"{exc}\n", extra=_CORS)
-            return
-        except ValidationError as exc:
-            await _respond(send, 400, f"{exc}\n", extra=_CORS)
-            return
-        try:
-            info = await store.put(
-                policy.key,
-                _within(form.file, policy.min_size, policy.max_size),
-                content_type=policy.content_type,
+        """A signed PUT: only the pinned content type, only creating (checked before the body)."""
+        if pinned is None:
+            raise InvalidSignature("the PUT URL pins no content type; request a new one")
+        sent = exchange.headers.one("content-type")
+        if sent != pinned:
+            raise Refused(
+                403,
+                f"this URL uploads Content-Type {pinned!r} only (got {sent!r}); send that "
+                "header exactly",
             )
-        except ValidationError as exc:
-            await _respond(send, 400, f"{exc}\n", extra=_CORS)
-            return
-        await _respond(send, 204, "", extra=[(b"etag", _etag(info).encode()), *_CORS])
+        if exchange.headers.joined("if-none-match") != ONLY_CREATE:
+            raise Refused(
+                428,
+                "a signed PUT only creates: send If-None-Match: * (the URL's headers list it)",
+            )
+        if await store.exists(key):
+            raise ObjectExists(key, store.name)  # answered before a byte of the body is read
+        # The store checks again as it commits: another writer may win the race meanwhile.
+        info = await store.put(key, exchange.body(), content_type=pinned, if_absent=True)
+        await exchange.respond(200, "", [(b"etag", etag_of(info).encode())])
+
+    async def _post(self, store: ImageStore, signer: UrlSigner, exchange: Exchange) -> None:
+        """An upload form (see :meth:`ImageStore.presign_post`), checked as S3 checks it."""
+        form = await read_upload_form(exchange.body(), exchange.headers.one("content-type") or "")
+        policy = signer.verify_post(form.fields)
+        info = await store.put(
+            policy.key,
+            _within(form.file, policy.min_size, policy.max_size),
+            content_type=policy.content_type,
+        )
+        await exchange.drain()  # the form's closing boundary: keep the connection if small
+        await exchange.respond(204, "", [(b"etag", etag_of(info).encode())])
 
 
 async def _within(chunks: AsyncIterator[bytes], low: int, high: int) -> AsyncIterator[bytes]:
@@ -185,19 +206,31 @@ async def _within(chunks: AsyncIterator[bytes], low: int, high: int) -> AsyncIte
         )
 
 
-_CORS: Final = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"etag")]
-_CORS_PREFLIGHT: Final = [
-    *_CORS,
-    (b"access-control-allow-methods", b"GET, HEAD, PUT, POST"),
-    (b"access-control-allow-headers", b"content-type, range, if-none-match"),
-    (b"access-control-max-age", b"600"),
-]
+async def _fail(exchange: Exchange, exc: Exception) -> None:
+    status, text, extra = answer_for(exc)
+    method, path = exchange.scope.get("method"), exchange.scope.get("path")
+    if status >= 500:
+        # A bug (not a StorageError) keeps its traceback in the log; a store's failure is one line.
+        logger.warning(
+            "%s %s failed: %s: %s",
+            method,
+            path,
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, StorageError),
+        )
+    else:
+        logger.debug("%s %s refused (%d): %s", method, path, status, exc)
+    if exchange.started:
+        # The status line is out: ending the body short is the only signal left,
+        # and the server closes the connection on an unfinished answer.
+        logger.warning("%s %s: the answer was cut short", method, path)
+        return
+    await exchange.respond(status, text, extra)
 
 
-async def _serve(
-    store: ImageStore, info: ObjectInfo, headers: dict[str, str], head_only: bool, send: Send
-) -> None:
-    etag = _etag(info)
+async def _serve(store: ImageStore, info: ObjectInfo, exchange: Exchange, head_only: bool) -> None:
+    etag = etag_of(info)
     common = [
         (b"etag", etag.encode()),
         (b"accept-ranges", b"bytes"),
@@ -205,120 +238,34 @@ async def _serve(
         (b"content-disposition", content_disposition(info.key.rsplit("/", 1)[-1]).encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"cache-control", b"private, max-age=300"),
-        *_CORS,
     ]
-    if _matches(headers.get("if-none-match"), etag):
-        await send({"type": "http.response.start", "status": 304, "headers": common})
-        await send({"type": "http.response.body", "body": b""})
+    if matches(exchange.headers.joined("if-none-match"), etag):
+        await exchange.start(304, common)
+        await exchange.send_body(b"", more=False)
         return
-    wanted = parse_range(headers.get("range"), info.size)
+    # A Range sent twice is malformed: ignored, like any other (RFC 9110 allows it).
+    wanted = parse_range(exchange.headers.single("range"), info.size)
     if wanted == "unsatisfiable":
-        await _respond(
-            send, 416, "", extra=[(b"content-range", f"bytes */{info.size}".encode()), *_CORS]
-        )
+        await exchange.respond(416, "", [(b"content-range", f"bytes */{info.size}".encode())])
         return
     status, start, end = 200, 0, info.size
     if isinstance(wanted, tuple):
         status, (start, end) = 206, wanted
         common.append((b"content-range", f"bytes {start}-{end - 1}/{info.size}".encode()))
     common.append((b"content-length", str(end - start).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": common})
+    await exchange.start(status, common)
     if head_only or end == start:
-        await send({"type": "http.response.body", "body": b""})
+        await exchange.send_body(b"", more=False)
         return
     position = 0
     async for chunk in store.stream(info.key, chunk_size=CHUNK_SIZE):
         piece = chunk[max(start - position, 0) : max(end - position, 0)]
         position += len(chunk)
         if piece:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await exchange.send_body(piece, more=True)
         if position >= end:
             break
-    await send({"type": "http.response.body", "body": b""})
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """``(start, end)`` (end exclusive) of a single-range header; None: the whole object.
-
-    Returns ``"unsatisfiable"`` for a range outside the object. Several ranges
-    and malformed headers are ignored (the whole object is sent, as RFC 9110 allows).
-    """
-    if not header:
-        return None
-    match = _RANGE.match(header.strip())
-    if match is None or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.group(1), match.group(2)
-    if first == "":
-        length = int(last)
-        if length == 0:
-            return "unsatisfiable"
-        return max(size - length, 0), size
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if start >= size or (last != "" and int(last) < start):
-        return "unsatisfiable"
-    return start, end
-
-
-def content_disposition(filename: str) -> str:
-    """An ``inline`` disposition that names the file safely in any browser."""
-    fallback = _UNSAFE_FILENAME.sub("_", filename) or "download"
-    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def _etag(info: ObjectInfo) -> str:
-    etag = info.etag or f'"{info.sha256 or ""}-{info.size}"'
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
-def _matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
-    return "*" in tags or etag in tags
-
-
-def _split_path(scope: Scope) -> tuple[str, str]:
-    raw = scope.get("raw_path") or scope["path"].encode()
-    path = raw.decode("latin-1").split("?", 1)[0]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    bucket, _, quoted_key = path.lstrip("/").partition("/")
-    return unquote(bucket), quoted_key
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {
-        name.decode("latin-1").lower(): value.decode("latin-1")
-        for name, value in scope.get("headers", [])
-    }
-
-
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ValidationError("the client disconnected before the upload ended")
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-async def _respond(
-    send: Send, status: int, text: str, *, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = text.encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await exchange.send_body(b"", more=False)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
