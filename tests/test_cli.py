@@ -53,9 +53,13 @@ def test_upload_presign_download_info_and_delete(
     assert code == 0
     assert out.startswith("http://127.0.0.1:8765/demeter-photos-original/demo/sample-leaf.jpg?")
     assert "X-Demeter-Expires=7200" in out
-    code, out, _ = run(capsys, "presign", "demo/other.jpg", "--put")
+    code, out, err = run(
+        capsys, "presign", "demo/other.jpg", "--put", "--content-type", "image/jpeg"
+    )
     assert code == 0
+    assert out.count("\n") == 1
     assert "X-Demeter-Signature=" in out
+    assert "-H 'Content-Type: image/jpeg' -H 'If-None-Match: *'" in err
 
     code, _, _ = run(capsys, "download", "demo/sample-leaf.jpg", "-o", "copy.jpg")
     assert code == 0
@@ -106,6 +110,9 @@ def test_a_directory_upload_skips_what_is_not_an_image(
         (["presign", "s/a.jpg", "--hours", "500"], "168"),
         (["delete", "not-a-uuid"], "not an image id"),
         (["download", "../x.jpg"], "invalid"),
+        (["presign", "s/a.jpg", "--put"], "--content-type"),
+        (["presign", "s/a.jpg", "--content-type", "image/png"], "--put"),
+        (["presign", "s/a.jpg", "--put", "--content-type", "jpeg"], "content type"),
     ],
 )
 def test_bad_usage_and_input_get_one_line_and_exit_code_2(
@@ -259,3 +266,27 @@ def test_doctor_is_content_with_the_memory_backend(
     code, out, _ = run(capsys, "doctor")
     assert code == 0, out
     assert "lifecycle" not in out
+
+
+def test_presign_put_refuses_a_key_an_image_owns(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "upload", str(SAMPLE), "--session", "s", "--json")
+    image_id = json.loads(out)["image_id"]
+    code, out, err = run(
+        capsys, "presign", "s/sample-leaf.jpg", "--put", "--content-type", "image/jpeg"
+    )
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert f"image {image_id}" in err
+    assert "X-Demeter" not in err
+
+
+def test_presign_put_json_lists_the_headers_to_send(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "presign", "s/new.png", "--put", "--content-type", "image/png", "--json"
+    )
+    assert (code, err) == (0, "")
+    shown = json.loads(out)
+    assert shown["method"] == "PUT"
+    assert shown["headers"] == {"Content-Type": "image/png", "If-None-Match": "*"}
+    assert "X-Demeter-Content-Type=image%2Fpng" in shown["url"]
+    assert shown["expires_in"] == 24 * 3600

@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -17,20 +17,17 @@ from typing import IO, Any, Final, cast
 import attrs
 
 from demeter_storage.bootstrap import build_service
+from demeter_storage.cli.output import UsageError, output_path, stdout_writer, write_atomically
 from demeter_storage.cli.progress import CountingFile, Progress
 from demeter_storage.domain.errors import StorageError, ValidationError
 from demeter_storage.domain.images import SNIFF_BYTES, sniff_image_type
-from demeter_storage.domain.keys import validate_session_id
+from demeter_storage.domain.keys import validate_key, validate_session_id
 from demeter_storage.domain.records import ImageState
 from demeter_storage.domain.schemas import ImageResponse, UploadRequest, converter
 from demeter_storage.service import ImageService
 from demeter_storage.service_config import validate_expiry_hours
 
 MAX_CONCURRENCY: Final = 64
-
-
-class UsageError(Exception):
-    """Bad usage or input (exit code 2)."""
 
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -149,48 +146,61 @@ def _clear_line(progress: Progress) -> None:
 
 
 async def download(args: argparse.Namespace) -> int:
-    """Download an object, verified, to a file (written whole or not at all) or stdout."""
+    """Download an object, verified, to a file (written whole or not at all) or stdout.
+
+    On stdout the bytes are written as they arrive; a verification failure is
+    reported (exit 1) after them, so a reader must discard what it got then.
+    """
+    if args.output == "-":
+        write = stdout_writer()  # a closed stdout is bad usage, found before any I/O
+        async with _service() as service:
+            async for chunk in service.stream_original(args.key, args.bucket):
+                write(chunk)
+        return 0
+    target = output_path(args.key, args.output)
     async with _service() as service:
-        chunks = service.stream_original(args.key, args.bucket)
-        if args.output == "-":
-            async for chunk in chunks:
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            return 0
-        target = Path(args.output or args.key.rsplit("/", 1)[-1])
-        await _write_atomically(target, chunks)
+        await write_atomically(target, service.stream_original(args.key, args.bucket))
     print(f"wrote {target}", file=sys.stderr)
     return 0
 
 
-async def _write_atomically(target: Path, chunks: AsyncIterator[bytes]) -> None:
-    directory = target.parent if str(target.parent) else Path()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            async for chunk in chunks:
-                file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 async def presign(args: argparse.Namespace) -> int:
-    """Print a presigned GET (or, with ``--put``, PUT) URL."""
+    """Print a presigned GET (or, with ``--put``, PUT) URL.
+
+    A PUT URL pins ``--content-type`` and only creates, so it is refused for a
+    key an image owns; the headers its request must send go to stderr (or into
+    the ``--json`` object).
+    """
+    if args.put and args.content_type is None:
+        raise UsageError("--put needs --content-type TYPE: the type the URL will accept")
+    if args.content_type is not None and not args.put:
+        raise UsageError("--content-type is for --put URLs only")
     async with _service() as service:
         hours = args.hours if args.hours is not None else service.config.default_expiry_hours
         if args.put:
             validate_expiry_hours(hours)
-            signed = await service.store_for(args.bucket).presign(
-                args.key, expires_in=hours * 3600, method="PUT"
+            store = service.store_for(args.bucket)
+            key = validate_key(args.key)
+            owner = await service.metadata.get_by_key(store.name, key)
+            if owner is not None:
+                raise UsageError(
+                    f"{key!r} in {store.name!r} belongs to image {owner.image_id}; a PUT URL "
+                    "only creates, so choose a free key (or delete that image first)"
+                )
+            signed = await store.presign(
+                key, expires_in=hours * 3600, method="PUT", content_type=args.content_type
             )
-            print(signed.url)
+            url, headers = signed.url, dict(signed.headers)
         else:
-            print(await service.generate_presigned_url(args.key, args.bucket, hours))
+            url, headers = await service.generate_presigned_url(args.key, args.bucket, hours), {}
+    method = "PUT" if args.put else "GET"
+    if args.json:
+        _print_json({"url": url, "method": method, "headers": headers, "expires_in": hours * 3600})
+        return 0
+    print(url)
+    if headers:
+        flags = " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
+        print(f"demeter-storage: send the PUT with these headers: {flags}", file=sys.stderr)
     return 0
 
 
@@ -317,7 +327,7 @@ async def serve(args: argparse.Namespace) -> int:
     """Serve the local store's signed URLs (see :mod:`demeter_storage.web`)."""
     from demeter_storage.cli.serving import serve_forever  # noqa: PLC0415 - needs uvicorn
 
-    return await serve_forever(args.host, args.port)
+    return await serve_forever(args.host, args.port, args.shutdown_timeout)
 
 
 async def doctor(args: argparse.Namespace) -> int:
@@ -326,6 +336,9 @@ async def doctor(args: argparse.Namespace) -> int:
 
     return await run_checks()
 
+
+SIGNAL_AWARE: Final = frozenset({"serve"})
+"""Commands that stop on SIGINT and SIGTERM themselves (the others are cancelled)."""
 
 COMMANDS: Final[dict[str, Command]] = {
     "upload": upload,

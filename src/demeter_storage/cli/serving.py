@@ -1,8 +1,9 @@
-"""``demeter-storage serve``: the signed-URL app on uvicorn."""
+"""``demeter-storage serve``: the signed-URL app on uvicorn, stopped cleanly by a signal."""
 
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import sys
 
@@ -24,8 +25,13 @@ def _check_port_free(host: str, port: int) -> None:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-async def serve_forever(host: str, port: int) -> int:
-    """Serve both buckets' signed URLs until interrupted."""
+async def serve_forever(host: str, port: int, shutdown_timeout: float = 10.0) -> int:
+    """Serve both buckets' signed URLs until SIGINT or SIGTERM; then close the stores.
+
+    A signal stops accepting connections, lets requests in flight finish for
+    ``shutdown_timeout`` seconds, cuts off the rest (a cut-off upload stores
+    nothing), closes the stores and returns 0.
+    """
     try:
         import uvicorn  # noqa: PLC0415 - the optional `web` extra
     except ImportError:
@@ -34,6 +40,8 @@ async def serve_forever(host: str, port: int) -> int:
         ) from None
     if not 0 < port < 65536:
         raise ConfigurationError(f"--port must be from 1 to 65535, got {port}")
+    if not 0 <= shutdown_timeout <= 3600:
+        raise ConfigurationError(f"--shutdown-timeout must be 0 to 3600 s, got {shutdown_timeout}")
     _check_port_free(host, port)
     service = await build_service()
     try:
@@ -48,10 +56,28 @@ async def serve_forever(host: str, port: int) -> int:
         f"serving {', '.join(app.stores)} on http://{host}:{port}; "
         f"URLs are issued for {signer.base_url.rsplit('/', 1)[0]}",
         file=sys.stderr,
+        flush=True,
     )
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    from demeter_storage.cli.uvicorn_server import (  # noqa: PLC0415 - uvicorn is there now
+        QuietAtShutdown,
+        StoppableServer,
+    )
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws="none",
+        timeout_graceful_shutdown=shutdown_timeout,  # type: ignore[arg-type]
+    )
+    server = StoppableServer(config)
+    config.app = QuietAtShutdown(app, server)
     try:
-        await uvicorn.Server(config).serve()
+        await server.serve()
     finally:
         await service.aclose()
+    stopped_by = signal.Signals(server.signals[0]).name if server.signals else "request"
+    print(f"demeter-storage: stopped ({stopped_by}); the stores are closed", file=sys.stderr)
     return 0
