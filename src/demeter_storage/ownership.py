@@ -113,12 +113,21 @@ class Ownership:
                 raise ImageAlreadyExists(record.bucket, holder.key, holder.image_id)
             if holder.state is ImageState.EXPIRED:
                 raise ImageAlreadyExists(record.bucket, holder.key, holder.image_id)
-            if holder.state is ImageState.UPLOADING and await self.metadata.take_over(
-                holder.image_id, record, now=self._clock(), claim_timeout=self.config.claim_timeout
+            now = self._clock()
+            if holder.state in (ImageState.UPLOADING, ImageState.DELETING) and (
+                await self.metadata.take_over(
+                    holder.image_id,
+                    record,
+                    now=now,
+                    claim_timeout=self.config.claim_timeout,
+                    # An undo or delete that stopped (the store was down) is
+                    # finished by the retry, as reconcile would.
+                    deleting_before=now - self.config.deleting_grace,
+                )
             ):
                 return Claim(record, replaced=holder)
-            # Being removed (a failed upload's undo, a delete) or held by a
-            # reconciler: that takes moments; then the key is free.
+            # Being removed right now (a failed upload's undo, a delete) or held
+            # by a reconciler: that takes moments; then the key is free.
             await self._sleep(wait)
             wait *= 2
         raise StorageUnavailable(

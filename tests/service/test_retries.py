@@ -18,6 +18,7 @@ from demeter_storage import ImageAlreadyExists, StorageError, ValidationError
 from demeter_storage.domain.records import ImageState
 from demeter_storage.domain.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg
+from tests.service.faults import FaultyStore
 from tests.service.test_consistency import Crash, Faults
 
 
@@ -155,3 +156,23 @@ async def test_a_bad_idempotency_key_is_refused_before_anything_is_written(
     with pytest.raises(TypeError):
         UploadRequest("a.jpg", "image/jpeg", idempotency_key=7)  # type: ignore[arg-type]
     assert await stack.is_empty()
+
+
+async def test_a_retry_after_an_outage_finishes_the_stopped_undo(make_stack: StackFactory) -> None:
+    """The store failed mid-upload and again during the undo: the retry needs no reconcile."""
+    stack = await make_stack(wrap=FaultyStore)
+    assert isinstance(stack.originals, FaultyStore)
+    stack.originals.failing = {"put", "delete"}
+    with pytest.raises(StorageError):
+        await stack.service.upload_original(jpeg(color=(5, 5, 5)), "s", _request())
+    (stopped,) = await stack.rows()
+    assert stopped.state is ImageState.DELETING  # hidden, its undo left for later
+    stack.originals.failing = set()
+    with pytest.raises(StorageError, match="still being removed"):
+        await stack.service.upload_original(jpeg(), "s", _request())  # a delete may be running
+    stack.clock.advance(31)  # past the deleting grace: nothing is running any more
+    photo = jpeg(color=(0, 200, 0))
+    image = await stack.service.upload_original(photo, "s", _request())
+    assert await stack.service.download_original("s/a.jpg") == photo
+    assert [row.image_id for row in await stack.rows()] == [image.image_id]
+    await _assert_clean(stack)

@@ -103,15 +103,20 @@ class InMemoryMetadataRepository(MetadataRepository):
         *,
         now: datetime,
         claim_timeout: timedelta,
+        deleting_before: datetime | None = None,
     ) -> bool:
-        """Replace an unclaimed uploading record by ``record``, atomically."""
+        """Replace an unclaimed uploading (or stale deleting) record by ``record``, atomically."""
         old = self._records.get(old_id)
         claim = self._claims.get(old_id)
-        if (
-            old is None
-            or old.state is not ImageState.UPLOADING
-            or (claim is not None and claim.at >= now - claim_timeout)
-        ):
+        if old is None or (claim is not None and claim.at >= now - claim_timeout):
+            return False
+        stale_delete = (
+            deleting_before is not None
+            and old.state is ImageState.DELETING
+            and old.updated_at < deleting_before
+            and not self._children.get(old_id)
+        )
+        if old.state is not ImageState.UPLOADING and not stale_delete:
             return False
         self._drop(old_id)
         holder = self._holder(record)

@@ -139,18 +139,26 @@ class SqlAlchemyMetadataRepository(MetadataRepository):
         *,
         now: datetime,
         claim_timeout: timedelta,
+        deleting_before: datetime | None = None,
     ) -> bool:
-        """Replace an unclaimed uploading record by ``record``, atomically."""
+        """Replace an unclaimed uploading (or stale deleting) record by ``record``, atomically."""
         claimable = sa.or_(images.c.claimed_by.is_(None), images.c.claimed_at < now - claim_timeout)
+        replaceable: sa.ColumnElement[bool] = images.c.state == ImageState.UPLOADING.value
+        if deleting_before is not None:
+            children = images.alias("children")
+            replaceable = sa.or_(
+                replaceable,
+                sa.and_(
+                    images.c.state == ImageState.DELETING.value,
+                    images.c.updated_at < deleting_before,
+                    ~sa.exists().where(children.c.parent_id == old_id),
+                ),
+            )
         with self._translated("take over"):
             try:
                 async with self.engine.begin() as connection:
                     gone = await connection.execute(
-                        sa.delete(images).where(
-                            images.c.image_id == old_id,
-                            images.c.state == ImageState.UPLOADING.value,
-                            claimable,
-                        )
+                        sa.delete(images).where(images.c.image_id == old_id, replaceable, claimable)
                     )
                     if not gone.rowcount:
                         return False

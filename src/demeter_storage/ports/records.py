@@ -52,11 +52,14 @@ class MetadataRepository(abc.ABC):
         *,
         now: datetime,
         claim_timeout: timedelta,
+        deleting_before: datetime | None = None,
     ) -> bool:
         """Replace the record ``old_id`` by ``record`` in one atomic step.
 
         Only an ``uploading`` record that no reconciler holds (or whose claim
-        is older than ``claim_timeout``) is replaced.
+        is older than ``claim_timeout``) is replaced; with ``deleting_before``,
+        also a ``deleting`` record without visualizations last changed before
+        that time (a failed upload's undo that could not finish).
 
         Returns:
             False, changing nothing, when ``old_id`` is no such record (any more).

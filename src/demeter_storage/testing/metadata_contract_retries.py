@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from demeter_storage.domain.errors import ImageAlreadyExists
-from demeter_storage.domain.records import ImageRecord, ImageState
+from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
 
 CLAIM_TIMEOUT = timedelta(minutes=10)
@@ -189,3 +189,51 @@ class RetryContract:
         stored = await repository.get(done.image_id)
         assert stored is not None
         assert stored.state is ImageState.READY
+
+    async def test_take_over_finishes_a_stale_delete_without_visualizations(
+        self, repository: MetadataRepository
+    ) -> None:
+        undone = self.make_record("s1/undone.jpg")
+        await repository.add(undone)
+        await repository.mark_deleting(undone.image_id, now=self.t0)
+        retry = self.make_record("s1/undone.jpg")
+        cutoff = self.t0 + timedelta(seconds=30)
+        assert not await repository.take_over(
+            undone.image_id, retry, now=self.t0, claim_timeout=CLAIM_TIMEOUT
+        )
+        assert not await repository.take_over(
+            undone.image_id,
+            retry,
+            now=self.t0,
+            claim_timeout=CLAIM_TIMEOUT,
+            deleting_before=self.t0,
+        )
+        assert await repository.take_over(
+            undone.image_id,
+            retry,
+            now=cutoff,
+            claim_timeout=CLAIM_TIMEOUT,
+            deleting_before=cutoff,
+        )
+        assert await repository.get(retry.image_id) == retry
+        parent = self.make_record("s1/parent.jpg")
+        await repository.add(parent)
+        await repository.mark_ready(
+            parent.image_id, size=1, sha256="a" * 64, thumbnail_key=None, now=self.t0
+        )
+        child = self.make_record(
+            "s1/viz_p.png",
+            bucket="demeter-photos-viz",
+            kind=ImageKind.VISUALIZATION,
+            parent_id=parent.image_id,
+        )
+        await repository.add(child)
+        await repository.mark_deleting(parent.image_id, now=self.t0)
+        assert not await repository.take_over(
+            parent.image_id,
+            self.make_record("s1/parent.jpg"),
+            now=cutoff,
+            claim_timeout=CLAIM_TIMEOUT,
+            deleting_before=cutoff,
+        )
+        assert await repository.get(child.image_id) is not None
