@@ -110,14 +110,14 @@ async def call(
         header_list.append(("content-length", str(size)))
     sent = 0
     received = 0
-    finished = size == 0
+    finished = False  # the body's last message was handed over
 
     async def receive() -> dict[str, Any]:
         nonlocal sent, received, finished
         received += 1
         if on_receive is not None:
             await on_receive(received)
-        if finished:
+        if finished:  # what a server says once the body is over: the client left
             return {"type": "http.disconnect"}
         count = min(chunk, size - sent)
         piece = body[sent : sent + count] if body_size is None else bytes(count)
@@ -152,7 +152,7 @@ async def call(
         body=b"".join(parts),
         complete=done,
         bytes_read=sent,
-        body_read_to_end=finished,
+        body_read_to_end=finished or size == 0,
     )
 
 
