@@ -149,13 +149,19 @@ def test_store_presign_lives_as_long_as_asked_or_raises_a_typed_error(
         errors.add(seconds)
     if method not in ("GET", "PUT"):
         errors.add(ValidationError)
-    url = loop.run(outcome(store.presign("s/a.jpg", expires_in=expires_in, method=method)))  # type: ignore[arg-type]
+    pinned = "image/jpeg" if method == "PUT" else None  # a PUT URL pins its content type
+    url = loop.run(
+        outcome(store.presign("s/a.jpg", expires_in=expires_in, method=method, content_type=pinned))  # type: ignore[arg-type]
+    )
     if isinstance(url, Exception):
         assert type(url) in errors, f"{expires_in!r} {method!r}: {url!r}"
         return
     assert not errors, f"{expires_in!r} {method!r} was accepted"
     assert isinstance(seconds, int)
     assert url.method == method
+    assert dict(url.headers) == (
+        {"Content-Type": "image/jpeg", "If-None-Match": "*"} if method == "PUT" else {}
+    )
     query = {name: values[0] for name, values in parse_qs(urlsplit(url.url).query).items()}
     if which.startswith("s3"):
         signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(
@@ -211,8 +217,10 @@ class Server:
 
     async def request(self, method: str, url: str) -> httpx.Response:
         body = b"PUT BY A TAMPERED URL" if method == "PUT" else None
+        # A PUT carries the headers its URL pins (a client following the URL's rules).
+        headers = {"Content-Type": "image/jpeg", "If-None-Match": "*"} if body else {}
         self.app.scope = {}
-        return await self.client.request(method, url, content=body)
+        return await self.client.request(method, url, content=body, headers=headers)
 
     def received(self) -> tuple[str, str, dict[str, list[str]]]:
         """Bucket, key and query parameters as the app received them (decoded here)."""
@@ -302,7 +310,15 @@ async def _tamper(server: Server, draw: st.DataObject) -> None:
         signer_store = InMemoryImageStore(
             bucket, base_url=f"{BASE}/{bucket}", clock=server.clock.now
         )
-    url = (await signer_store.presign(key, expires_in=3600, method=signed_method)).url  # type: ignore[arg-type]
+    pinned = "image/jpeg" if signed_method == "PUT" else None
+    url = (
+        await signer_store.presign(
+            key,
+            expires_in=3600,
+            method=signed_method,  # type: ignore[arg-type]
+            content_type=pinned,
+        )
+    ).url
     signed = _signed_values(bucket, url)
     path, query = url.removeprefix(BASE + "/").split("?", 1)
     target_bucket, quoted_key = path.split("/", 1)
@@ -336,16 +352,19 @@ async def _tamper(server: Server, draw: st.DataObject) -> None:
     except (UnicodeDecodeError, KeyError):
         same = False
     event(f"{how}: {response.status_code}")
-    stored = server.stores[bucket]
     if response.status_code in (200, 206, 304):
         assert same, f"{how} {tampered!r} was served ({response.status_code})"
-        if method == "PUT":
-            await stored.put(key, CONTENT[key], content_type="image/jpeg")
-        elif method == "GET":
+        assert method != "PUT", "a PUT URL replaced an object"
+        if method == "GET":
             assert response.content == CONTENT[key]
         return
-    assert response.status_code in (403, 404), f"{tampered!r}: {response.status_code}"
-    assert not (tampered == url and how not in ("other-secret", "other-method")), "refused"
+    if response.status_code == 412:
+        # A valid PUT URL for a key that holds an object: it only creates.
+        assert same, f"{how} {tampered!r} got past the signature check"
+        assert method == "PUT"
+    else:
+        assert response.status_code in (403, 404), f"{tampered!r}: {response.status_code}"
+        assert not (tampered == url and how not in ("other-secret", "other-method")), "refused"
     assert CONTENT[key] not in response.content
     for name, store in server.stores.items():
         assert [info.key async for info in store.list()] == sorted(KEYS), name
