@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("reconcile", "finish abandoned uploads and deletes"), ("audit", "")):
         sub = commands.add_parser(name, help=text or "compare records with objects")
         sub.add_argument("--json", action="store_true")
+        if name == "reconcile":
+            sub.add_argument(
+                "--orphans",
+                action="store_true",
+                help="list the objects no record owns, older than the grace (a dry run)",
+            )
+            sub.add_argument("--delete", action="store_true", help="--orphans: delete them")
+            sub.add_argument(
+                "--older-than",
+                type=float,
+                metavar="HOURS",
+                help="--orphans: the grace period (default DEMETER_ORPHAN_GRACE_SECONDS, 24 h)",
+            )
 
     lifecycle = commands.add_parser("lifecycle", help="show, apply or enforce the policy")
     lifecycle.add_argument("action", choices=["show", "apply", "sweep"])

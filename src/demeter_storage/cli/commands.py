@@ -11,6 +11,7 @@ import shlex
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
@@ -282,11 +283,37 @@ def _report(report: Any, as_json: bool) -> None:
 
 
 async def reconcile(args: argparse.Namespace) -> int:
-    """Finish abandoned uploads and interrupted deletes."""
+    """Finish abandoned uploads and interrupted deletes (or, with ``--orphans``, sweep)."""
+    if args.orphans:
+        return await _sweep_orphans(args)
+    if args.delete or args.older_than is not None:
+        raise UsageError("--delete and --older-than go with --orphans")
     async with _service() as service:
         report = await service.reconcile()
     _report(report, args.json)
     return 0 if report.clean else 1
+
+
+async def _sweep_orphans(args: argparse.Namespace) -> int:
+    """List (or, with ``--delete``, delete) the objects no record owns."""
+    grace = None
+    if args.older_than is not None:
+        if not 0 <= args.older_than <= 24 * 3650:
+            raise UsageError("--older-than must be from 0 to 87600 hours")
+        grace = timedelta(hours=args.older_than)
+    async with _service() as service:
+        sweep = await service.sweep_orphans(older_than=grace, dry_run=not args.delete)
+    if args.json:
+        _print_json(attrs.asdict(sweep))
+        return 0
+    verb = "would delete" if sweep.dry_run else "deleted"
+    for bucket, key in sweep.removed:
+        print(f"{verb} {bucket}/{key}")
+    for bucket, key, why in sweep.kept:
+        print(f"kept {bucket}/{key}: {why}")
+    hint = "; run again with --delete to delete them" if sweep.dry_run and sweep.removed else ""
+    print(f"{verb} {len(sweep.removed)} orphan(s), kept {len(sweep.kept)}{hint}")
+    return 0
 
 
 async def audit(args: argparse.Namespace) -> int:
