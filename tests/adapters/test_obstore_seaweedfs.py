@@ -4,12 +4,15 @@ the boto3 store, multipart, checksums, URLs, credentials, listings, lifecycle.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -21,14 +24,16 @@ from obstore.store import S3Store
 
 from demeter_storage import (
     ConfigurationError,
+    ObjectExists,
     Secret,
     StorageUnavailable,
 )
 from demeter_storage.adapters.obstore import ObstoreImageStore
+from demeter_storage.adapters.resilience import ResilientImageStore
 from demeter_storage.adapters.s3 import SHA256_METADATA, S3ImageStore
 from demeter_storage.adapters.s3_config import MiB, TemporaryCredentials
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
-from demeter_storage.testing import SeaweedFSServer
+from demeter_storage.testing import SeaweedFSServer, no_sleep
 from demeter_storage.testing.contract import pattern_sha256, pattern_source
 
 MULTIPART = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_concurrency": 2}
@@ -37,8 +42,13 @@ MULTIPART = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_co
 # On a real server with authentication on
 
 
-def _http(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method)
+def _http(
+    url: str,
+    method: str = "GET",
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
@@ -194,10 +204,106 @@ async def test_presigned_urls_work_on_a_server_that_checks_signatures(
     signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert get_url.expires_at == signed_at + timedelta(seconds=60)
     assert before <= signed_at <= datetime.now(UTC)
-    put_url = await seaweed_store.presign("s/uploaded.jpg", expires_in=60, method="PUT")
-    assert _http(put_url.url, "PUT", b"from a phone")[0] == 200
+    put_url = await seaweed_store.presign(
+        "s/uploaded.jpg", expires_in=60, method="PUT", content_type="image/jpeg"
+    )
+    assert _http(put_url.url, "PUT", b"from a phone", dict(put_url.headers))[0] == 200
     assert await seaweed_store.get("s/uploaded.jpg") == b"from a phone"
     assert _http(get_url.url.split("?")[0])[0] == 403  # no signature at all
+
+
+async def test_put_urls_only_create_with_their_pinned_headers(
+    seaweed_store: ObstoreImageStore,
+) -> None:
+    store = seaweed_store
+    url = await store.presign("s/new.jpg", expires_in=60, method="PUT", content_type="image/jpeg")
+    assert "X-Amz-SignedHeaders=content-type%3Bhost%3Bif-none-match&" in url.url
+    pinned = dict(url.headers)
+    refused = [
+        {"Content-Type": "image/jpeg"},  # without If-None-Match
+        {"Content-Type": "image/png", "If-None-Match": "*"},  # another type
+        {"Content-Type": "image/jpeg", "If-None-Match": '"0123456789abcdef"'},
+    ]
+    for headers in refused:
+        status, body = _http(url.url, "PUT", b"intruder", headers)
+        assert (status, b"SignatureDoesNotMatch" in body) == (403, True), headers
+    assert not await store.exists("s/new.jpg")
+    assert _http(url.url, "PUT", b"from a phone", pinned)[0] == 200
+    status, body = _http(url.url, "PUT", b"replacement", pinned)
+    assert (status, b"PreconditionFailed" in body) == (412, True)
+    assert await store.get("s/new.jpg") == b"from a phone"
+    assert (await store.head("s/new.jpg")).content_type == "image/jpeg"
+
+
+async def test_create_only_puts_of_one_request_are_obstores_own(
+    seaweed_store: ObstoreImageStore,
+) -> None:
+    data = b"x" * 1000
+    info = await seaweed_store.put("s/once.jpg", data, content_type="image/jpeg", if_absent=True)
+    with pytest.raises(ObjectExists):
+        await seaweed_store.put("s/once.jpg", b"other", content_type="image/png", if_absent=True)
+    assert seaweed_store.companion._store is None  # no boto3 request was needed
+    head = await seaweed_store.head("s/once.jpg")
+    assert head.sha256 == info.sha256 == hashlib.sha256(data).hexdigest()
+    assert (head.content_type, await seaweed_store.get("s/once.jpg")) == ("image/jpeg", data)
+
+
+@pytest.mark.parametrize("source", ["bytes", "stream", "file"])
+async def test_create_only_puts_larger_than_one_request_complete_only_if_absent(
+    seaweed_store: ObstoreImageStore, source: str, tmp_path: Path
+) -> None:
+    size = 12 * MiB
+    data = b"".join([chunk async for chunk in pattern_source(size)])
+    (tmp_path / "big.tif").write_bytes(data)
+    with contextlib.ExitStack() as files:
+
+        def each_time() -> object:
+            if source == "bytes":
+                return data
+            if source == "stream":
+                return pattern_source(size)
+            return files.enter_context((tmp_path / "big.tif").open("rb"))
+
+        info = await seaweed_store.put(
+            "s/big.tif", each_time(), content_type="image/tiff", if_absent=True
+        )
+        assert info.sha256 == pattern_sha256(size)
+        with pytest.raises(ObjectExists):
+            await seaweed_store.put(
+                "s/big.tif", each_time(), content_type="image/tiff", if_absent=True
+            )
+    with pytest.raises(ObjectExists):
+        await seaweed_store.put("s/big.tif", b"small", content_type="image/tiff", if_absent=True)
+    assert (await seaweed_store.head("s/big.tif")).sha256 == pattern_sha256(size)
+    assert await seaweed_store.get("s/big.tif") == data
+    uploads = seaweed_store.companion.store.client.list_multipart_uploads(Bucket=seaweed_store.name)
+    assert uploads.get("Uploads", []) == []
+
+
+class _LosesItsFirstAnswer(ObstoreImageStore):
+    """The first put reaches the server; its answer is lost (a dropped connection)."""
+
+    lost = False
+
+    async def _send(self, *args: Any, **kwargs: Any) -> str | None:
+        etag = await super()._send(*args, **kwargs)
+        if not self.lost:
+            self.lost = True
+            raise StorageUnavailable("the answer was lost")
+        return etag
+
+
+async def test_a_retried_create_only_put_finds_its_own_sha256(
+    seaweedfs_server: SeaweedFSServer, bucket: str
+) -> None:
+    inner = _LosesItsFirstAnswer(bucket, config=seaweedfs_server.s3_config(**MULTIPART))
+    store = ResilientImageStore(inner, sleep=no_sleep, circuit_name=uuid.uuid4().hex)
+    data = b"field photo" * 100
+    with pytest.raises(ObjectExists):
+        await store.put("s/retried.jpg", data, content_type="image/jpeg", if_absent=True)
+    assert inner.lost
+    assert (await store.head("s/retried.jpg")).sha256 == hashlib.sha256(data).hexdigest()
+    await store.aclose()
 
 
 async def test_tampered_and_reused_urls_are_refused_by_the_server(

@@ -20,6 +20,7 @@ from obstore import exceptions as obstore_exceptions
 from demeter_storage import (
     ConfigurationError,
     IntegrityError,
+    ObjectExists,
     ObjectNotFound,
     Secret,
     StorageError,
@@ -169,6 +170,24 @@ def test_translate_maps_each_kind_of_failure(raised: Exception, expected: type) 
     error = translate(raised, operation="GetObject", bucket="photos", key="s/a.jpg")
     assert type(error) is expected
     assert "'s/a.jpg'" in str(error) and "photos" in str(error)
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        obstore_exceptions.AlreadyExistsError("Object at location s/a.jpg already exists"),
+        obstore_exceptions.PreconditionError("status code: 412"),
+    ],
+)
+def test_a_taken_key_is_object_exists_for_a_put_only(raised: Exception) -> None:
+    error = translate(raised, operation="PutObject", bucket="photos", key="s/a.jpg")
+    assert isinstance(error, ObjectExists)
+    assert (error.key, error.bucket) == ("s/a.jpg", "photos")
+    # A ranged read's If-Match that lost says the object was replaced, nothing more.
+    for operation in ("GetObject", "MultipartUpload"):
+        assert (
+            type(translate(raised, operation=operation, bucket="photos", key="k")) is StorageError
+        )
 
 
 def test_translate_leaves_other_exceptions_alone() -> None:

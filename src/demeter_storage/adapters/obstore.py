@@ -15,7 +15,11 @@ What obstore cannot do is done by the boto3 adapter on the same settings,
 built on first use (:mod:`~demeter_storage.adapters.obstore_control`): bucket
 creation, lifecycle configuration, recording the SHA-256 of a streamed
 multipart upload (known only once every part was sent; a conditional
-server-side copy adds it), and aborting the upload of a cancelled put.
+server-side copy adds it), aborting the upload of a cancelled put, and the
+conditional operations obstore lacks: create-only puts larger than one
+request (obstore completes multipart uploads unconditionally), copies,
+conditional deletes, and PUT URLs that sign their headers. Create-only puts
+of one request are obstore's own (``mode="create"``).
 """
 
 from __future__ import annotations
@@ -173,29 +177,30 @@ class ObstoreImageStore(ImageStore):
         *,
         if_absent: bool = False,
     ) -> ObjectInfo:
-        if if_absent:
-            # TODO(obstore): create-only puts natively (PutMode.Create).
-            return await self.companion.store._put(
-                key, payload, content_type, metadata, if_absent=True
-            )
         clashes = sorted(HEADER_ATTRIBUTES.intersection(metadata))
         if clashes:
             raise ValidationError(
                 f"cannot store {key!r}: obstore sends the metadata key(s) {clashes} as HTTP "
                 "headers, not as metadata; rename them (S3ImageStore can store them)"
             )
+        threshold = self.config.multipart_threshold
+        if if_absent and (payload.size_hint or 0) > threshold and payload.replayable:
+            return await self._create_by_companion(key, payload, content_type, metadata)
         data = payload.in_memory
         source: HashedSource | None = None
         if data is None:
-            source = HashedSource(
-                payload.chunks(self.config.part_size), self.config.multipart_threshold
-            )
+            source = HashedSource(payload.chunks(self.config.part_size), threshold)
             data = await source.read_ahead()
         if data is not None:
             sha256 = source.digest.sha256 if source is not None else await sha256_of(data)
-            etag = await self._send(key, data, _attributes(content_type, metadata, sha256))
+            attributes = _attributes(content_type, metadata, sha256)
+            # One request; create-only is obstore's own PutMode "create" (If-None-Match: *).
+            etag = await self._send(key, data, attributes, create_only=if_absent)
             return self._info(key, len(data), content_type, sha256, etag, metadata)
         assert source is not None
+        if if_absent:
+            rest = Payload.of(source.unhashed_rest())
+            return await self._create_by_companion(key, rest, content_type, metadata)
         since = datetime.now(UTC) - INITIATED_SLACK
         try:
             etag = await self._send(key, source.rest(), _attributes(content_type, metadata, None))
@@ -208,11 +213,30 @@ class ObstoreImageStore(ImageStore):
             etag = await self.companion.record_sha256(key, etag, sha256, content_type, metadata)
         return self._info(key, source.digest.size, content_type, sha256, etag, metadata)
 
+    async def _create_by_companion(
+        self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
+        """A create-only put too large for one request, as the boto3 store sends it.
+
+        obstore's create mode is a single PUT (it would hold a stream whole in
+        memory) and its multipart uploads complete unconditionally; the boto3
+        store completes its multipart upload with ``If-None-Match: *``.
+        """
+        return await self.companion.store._put(key, payload, content_type, metadata, if_absent=True)
+
     async def _send(
-        self, key: str, data: bytes | AsyncIterator[bytes], attributes: dict[str, str]
+        self,
+        key: str,
+        data: bytes | AsyncIterator[bytes],
+        attributes: dict[str, str],
+        *,
+        create_only: bool = False,
     ) -> str | None:
         """One put: a single request for bytes up to the threshold, else multipart."""
         multipart = not isinstance(data, bytes) or len(data) > self.config.multipart_threshold
+        assert not (multipart and create_only), (
+            "obstore completes multipart uploads unconditionally"
+        )
         result = await self._call(
             "MultipartUpload" if multipart else "PutObject",
             key,
@@ -221,6 +245,7 @@ class ObstoreImageStore(ImageStore):
                 key,
                 data,
                 attributes=attributes,
+                mode="create" if create_only else "overwrite",
                 use_multipart=multipart,
                 chunk_size=self.config.part_size,
                 max_concurrency=self.config.multipart_concurrency,
@@ -391,6 +416,9 @@ class ObstoreImageStore(ImageStore):
         await self.companion.store._delete_if_match(key, etag)
 
     async def _copy(self, source: str, target: str, *, if_absent: bool) -> ObjectInfo:
+        # obstore's copy cannot pin the source's version nor returns the new ETag,
+        # and its copy_if_not_exists needs the S3Store built for it (a given store
+        # may not be): the boto3 store copies (see s3_conditions).
         return await self.companion.store._copy(source, target, if_absent=if_absent)
 
     async def _delete_many(self, keys: builtins.list[str]) -> None:
@@ -420,7 +448,8 @@ class ObstoreImageStore(ImageStore):
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
     async def _presign_put(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
-        # obstore cannot sign headers into a URL: botocore signs the PUT.
+        # obstore cannot sign headers into a URL: the boto3 store's fast SigV4
+        # signer does (content-type;host;if-none-match; local computation).
         return await self.companion.store._presign_put(key, expires_in, content_type)
 
     async def _presign_post(

@@ -9,7 +9,9 @@ timeouts, dropped connections) become
 :class:`~demeter_storage.domain.errors.StorageUnavailable`, the only error
 the resilience layer retries; authentication and bucket problems become
 :class:`~demeter_storage.domain.errors.ConfigurationError`; a missing key
-:class:`~demeter_storage.domain.errors.ObjectNotFound`. Every message names
+:class:`~demeter_storage.domain.errors.ObjectNotFound`; a create-only put
+(``mode="create"``) that finds the key taken
+:class:`~demeter_storage.domain.errors.ObjectExists`. Every message names
 the operation, bucket, key and S3 error code (or HTTP status).
 """
 
@@ -22,6 +24,7 @@ from obstore import exceptions as obstore_exceptions
 
 from demeter_storage.adapters.s3_errors import (
     AUTH_CODES,
+    CREATE_ONLY_WRITES,
     INTEGRITY_CODES,
     NOT_IMPLEMENTED,
     TRANSIENT_CODES,
@@ -30,6 +33,7 @@ from demeter_storage.adapters.s3_errors import (
 from demeter_storage.domain.errors import (
     ConfigurationError,
     IntegrityError,
+    ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
@@ -51,6 +55,10 @@ _PRECONDITION: Final = (
     obstore_exceptions.AlreadyExistsError,
     obstore_exceptions.NotModifiedError,
 )
+_TAKEN: Final = (obstore_exceptions.AlreadyExistsError, obstore_exceptions.PreconditionError)
+"""What a create-only put raises for a taken key: obstore turns a 412 into
+``AlreadyExistsError`` and a 409 ``ConditionalRequestConflict`` too; a
+``PreconditionError`` is accepted for servers that answer otherwise."""
 _MISCONFIGURED: Final = (
     obstore_exceptions.NotSupportedError,
     obstore_exceptions.UnknownConfigurationKeyError,
@@ -92,7 +100,7 @@ def translate(
         else f"S3 {operation} on bucket {bucket!r}"
     )
     if isinstance(exc, (*_NOT_FOUND, obstore_exceptions.BaseError)):
-        return _from_obstore(exc, what, bucket, key)
+        return _from_obstore(exc, what, bucket, key, operation)
     if isinstance(exc, ValueError):
         # obstore checks paths and arguments itself; ours were checked before.
         return ValidationError(f"{what} was refused by obstore: {_headline(exc)}")
@@ -116,7 +124,9 @@ def _detail(code: str | None, status: int, message: str) -> str:
     return f"{label}: {text}" if text else label
 
 
-def _from_obstore(exc: BaseException, what: str, bucket: str, key: str | None) -> StorageError:
+def _from_obstore(
+    exc: BaseException, what: str, bucket: str, key: str | None, operation: str
+) -> StorageError:
     message = str(exc)
     code = error_code(message)
     status = http_status(message)
@@ -132,6 +142,8 @@ def _from_obstore(exc: BaseException, what: str, bucket: str, key: str | None) -
         return StorageError(f"{what} left object(s) behind: {_headline(exc)}; retry the delete")
     if status == NOT_IMPLEMENTED or code == "NotImplemented":
         return not_implemented(what, detail)
+    if isinstance(exc, _TAKEN) and key is not None and operation in CREATE_ONLY_WRITES:
+        return ObjectExists(key, bucket)
     if isinstance(exc, _PRECONDITION):
         # As in the boto3 adapter: a failed precondition is no transient fault.
         return StorageError(f"{what} failed ({detail or 'PreconditionFailed'})")

@@ -64,6 +64,16 @@ class HashedSource:
         async for chunk in self._chunks:
             yield await hashed(self.digest, chunk)
 
+    async def unhashed_rest(self) -> AsyncIterator[bytes]:
+        """Every chunk, as :meth:`rest`, for a reader that hashes them itself.
+
+        :attr:`digest` then covers only what was read ahead.
+        """
+        while self._head:
+            yield self._head.pop(0)
+        async for chunk in self._chunks:
+            yield chunk
+
 
 def start_after(prefix: str) -> str | None:
     """The listing's exclusive start (S3's ``start-after``) for a non-empty ``prefix``.
