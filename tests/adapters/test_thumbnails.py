@@ -347,6 +347,18 @@ def test_a_truncated_photo_gets_none() -> None:
     assert make(data[: len(data) // 2]) is None
 
 
+def test_a_warning_keeps_no_exception_alive(caplog: pytest.LogCaptureFixture) -> None:
+    # A kept record must not keep the traceback, whose frames hold the decoded canvas.
+    truncated = zero_png(2000, 2000, 2)[:3000]
+    with caplog.at_level(logging.WARNING, logger=thumbnails.__name__):
+        assert make(truncated) is None
+        assert make(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40) is None
+    assert len(caplog.records) == 2
+    for record in caplog.records:
+        assert all(isinstance(arg, str) for arg in record.args or ()), record.args
+        assert record.exc_info is None
+
+
 def test_a_seekable_file_is_read_like_bytes() -> None:
     data = oriented_file(6, "PNG")
     assert make(io.BytesIO(data)) == make(data)

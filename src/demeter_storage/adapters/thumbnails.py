@@ -97,18 +97,24 @@ class PillowThumbnailMaker(ThumbnailMaker):
                 shared_bytes=shared,
             )
         except image_decoding.DecodeRefused as refused:
-            logger.warning("no thumbnail: %s", refused)
+            logger.warning("no thumbnail: %s", str(refused))
             return None
         except Exception as error:  # Pillow's plugins raise many types on bad headers
-            logger.warning("no thumbnail: the image could not be opened (%r)", error)
+            logger.warning("no thumbnail: the image could not be opened (%s)", _text(error))
             return None
         try:
             return render(image, self.side, self.quality)
         except Exception as error:  # and its decoders as many on bad data
-            logger.warning("no thumbnail: the image could not be decoded (%r)", error)
+            logger.warning("no thumbnail: the image could not be decoded (%s)", _text(error))
             return None
         finally:
             image.close()
+
+
+def _text(error: BaseException) -> str:
+    # Logged as text, never as the exception: a handler that keeps records (pytest's,
+    # an error tracker's) would keep its traceback, whose frames hold the canvas.
+    return f"{type(error).__name__}: {error}"
 
 
 def copies_bytes_per_pixel(image: Image.Image) -> int:
