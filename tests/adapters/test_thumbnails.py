@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from PIL import Image, ImageOps, ImageStat, JpegImagePlugin
+from PIL import Image, ImageOps, ImageStat, JpegImagePlugin, features
 
 from demeter_storage.adapters import image_decoding, thumbnails
 from demeter_storage.adapters.memory import InMemoryImageStore
@@ -340,6 +340,13 @@ def test_orientation_is_applied_to_drafted_jpegs(orientation: int) -> None:
 )
 def test_undecodable_data_gets_none(data: bytes) -> None:
     assert make(data) is None
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")
+def test_an_avif_photo_goes_through_the_heif_plugins() -> None:
+    # AVIF files carry the mif1 brand: the service accepts them as image/heif.
+    data = pillow_encoded(quadrants((640, 480), QUADRANT_COLORS), "AVIF", quality=90)
+    assert_matches_reference(data, tolerance=8)
 
 
 def test_a_truncated_photo_gets_none() -> None:
