@@ -139,10 +139,12 @@ class ImageService:
         )
 
     async def aclose(self) -> None:
-        """Close the stores and the repository."""
+        """Close the stores, the repository and the thumbnail maker."""
         await self.originals.aclose()
         await self.visualizations.aclose()
         await self.metadata.aclose()
+        if self.thumbnails is not None:
+            await self.thumbnails.aclose()
 
     def now(self) -> datetime:
         """The service's current time (its injected clock)."""

@@ -475,3 +475,16 @@ def test_a_multi_picture_jpeg_gets_a_thumbnail_of_its_first_picture() -> None:
     assert type(image) is JpegImagePlugin.JpegImageFile  # not adopted by the MPO class
     image.close()
     assert_matches_reference(data)
+
+
+async def test_the_service_stops_the_makers_threads_when_closed() -> None:
+    maker = PillowThumbnailMaker(max_concurrent_decodes=1)
+    service = ImageService(
+        originals=InMemoryImageStore("o"),
+        visualizations=InMemoryImageStore("v"),
+        metadata=InMemoryMetadataRepository(),
+        thumbnails=maker,
+    )
+    await service.aclose()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        await maker.make(b"\xff\xd8\xff")

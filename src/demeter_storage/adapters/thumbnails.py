@@ -84,6 +84,10 @@ class PillowThumbnailMaker(ThumbnailMaker):
         """Stop the decode threads once the decodes in flight are done."""
         self._decodes.shutdown(wait=True)
 
+    async def aclose(self) -> None:
+        """:meth:`close`, without blocking the event loop (``ImageService.aclose`` calls it)."""
+        await asyncio.to_thread(self.close)
+
     def _make(self, source: bytes | IO[bytes]) -> bytes | None:
         from demeter_storage.adapters import image_decoding  # noqa: PLC0415 - Pillow is optional
 

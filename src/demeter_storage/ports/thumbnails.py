@@ -16,3 +16,6 @@ class ThumbnailMaker(abc.ABC):
         ``source`` is the whole image, as bytes or a seekable binary file
         positioned at its start. It must not raise for undecodable images.
         """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most makers hold nothing
+        """Release the maker's resources (its decoding threads). The default does nothing."""
