@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 from PIL import Image, ImageOps, ImageStat, JpegImagePlugin, features
 
-from demeter_storage.adapters import image_decoding, thumbnails
+from demeter_storage.adapters import image_decoding, image_headers, thumbnails
 from demeter_storage.adapters.memory import InMemoryImageStore
 from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
 from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
@@ -195,12 +195,12 @@ def test_large_jpegs_are_decoded_scaled_down(loads: list[tuple[str, tuple[int, i
 
 def test_a_progressive_jpeg_costs_its_coefficients_whatever_the_scaling() -> None:
     data = pillow_encoded(Image.new("RGB", (3000, 2000), (90, 10, 200)), "JPEG", progressive=True)
-    source = image_decoding._Source(io.BytesIO(data), shared=True)
-    cost = image_decoding._jpeg_cost(source)
+    source = image_headers.Source(io.BytesIO(data), shared=True)
+    cost = image_headers._jpeg_cost(source)
     # 4:2:0: 1.5 samples a pixel, one 2-byte coefficient each.
     assert cost.decoder_bytes >= 3000 * 2000 * 3
     baseline = pillow_encoded(Image.new("RGB", (3000, 2000), (90, 10, 200)), "JPEG")
-    cost = image_decoding._jpeg_cost(image_decoding._Source(io.BytesIO(baseline), shared=True))
+    cost = image_headers._jpeg_cost(image_headers.Source(io.BytesIO(baseline), shared=True))
     assert cost.decoder_bytes < 3000 * 2000 // 4
 
 
@@ -208,7 +208,7 @@ def test_the_png_chunks_pillow_would_hold_count_against_the_budget(loads: list[o
     # 1 x 1 pixel, then a private chunk of 8 MB that Pillow would read and keep.
     chunks = png_header(1, 1, 0) + png_chunk(b"prVt", bytes(8_000_000))
     data = chunks + png_chunk(b"IDAT", zlib_zeros(2)) + png_chunk(b"IEND", b"")
-    cost = image_decoding._png_cost(image_decoding._Source(io.BytesIO(data), shared=True))
+    cost = image_headers._png_cost(image_headers.Source(io.BytesIO(data), shared=True))
     assert cost.held_bytes >= 16_000_000
     with pytest.raises(image_decoding.DecodeRefused, match="budget"):
         image_decoding.open_within_budget(
