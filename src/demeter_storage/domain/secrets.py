@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 from typing import Final
 
-_MASK: Final = "********"
+MASK: Final = "********"
+"""What every secret shows instead of itself (here and in :mod:`~demeter_storage.domain.urls`)."""
 
 
 class Secret:
@@ -26,10 +27,10 @@ class Secret:
         return self._value
 
     def __repr__(self) -> str:
-        return f"Secret({_MASK!r})"
+        return f"Secret({MASK!r})"
 
     def __str__(self) -> str:
-        return _MASK
+        return MASK
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
