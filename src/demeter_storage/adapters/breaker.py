@@ -16,6 +16,9 @@ purgatory leaves out:
   concurrent caller through); with Redis, one probe across all processes.
 * **Redis never blocks storage**: if it is unreachable the breaker falls back
   to local state with a warning and tries Redis again later.
+* **No credentials in names**: a circuit's name becomes Redis keys and appears
+  in errors and logs, so a password in it (a circuit named after an endpoint
+  URL) is masked; so is the Redis URL's in the warnings about Redis.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from purgatory import AsyncCircuitBreakerFactory, AsyncRedisUnitOfWork, ContextC
 from purgatory.domain.model import CLOSED, HALF_OPENED, OPENED, Context, HalfOpenedState
 
 from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
+from demeter_storage.domain.urls import mask_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +128,8 @@ class CircuitBreaker:
     """One circuit, guarding calls to one backend.
 
     Args:
-        name: the circuit's name (the Redis key is ``cbr::{name}``).
+        name: the circuit's name (the Redis key is ``cbr::{name}``); a password
+            in it is masked (see :func:`~demeter_storage.domain.urls.mask_url`).
         threshold: consecutive failed operations that open the circuit.
         reset_timeout: seconds the circuit stays open before one probe may go.
         redis_url: share the state through Redis (``redis://host:port/db``).
@@ -147,7 +152,7 @@ class CircuitBreaker:
     ) -> None:
         if threshold < 1 or reset_timeout <= 0:
             raise ValueError("threshold must be >= 1 and reset_timeout > 0")
-        self.name = name
+        self.name = mask_url(name)
         self.threshold = threshold
         self.reset_timeout = reset_timeout
         self._clock = clock
@@ -160,6 +165,7 @@ class CircuitBreaker:
         self._shared: AsyncCircuitBreakerFactory | None = None
         self._redis: Any = None
         self._redis_errors = _redis_errors()
+        self._redis_url = redis_url  # only to mask its password in warnings
         if redis_url:
             url = _with_timeouts(redis_url)
             try:
@@ -196,7 +202,7 @@ class CircuitBreaker:
                 "state for %.0f s",
                 self.name,
                 type(exc).__name__,
-                exc,
+                redact(str(exc), self._redis_url),
                 self._redis_retry_interval,
             )
         self._redis_down_until = self._clock() + self._redis_retry_interval

@@ -7,6 +7,11 @@ its temporary credentials into its logs. The S3 adapters register their
 clients' credentials here, and a filter on botocore's and urllib3's loggers
 replaces any of them in a record with ``<redacted>``.
 
+The composition root registers the passwords of the database and Redis URLs
+the same way (:func:`watch_url`); the filter then also sits on the database
+drivers', redis-py's and purgatory's loggers, and on this package's own. This
+package never logs a URL unmasked; the filter is there for the libraries.
+
 The filter reads the credentials' current values each time (refreshable ones
 change), without triggering a refresh. It costs nothing while those loggers
 are below DEBUG: a logger drops a record before its filters run.
@@ -18,6 +23,8 @@ import logging
 import threading
 import weakref
 from typing import Any, Final
+
+from demeter_storage.domain.urls import url_secrets
 
 REDACTED: Final = "<redacted>"
 MIN_SECRET_LENGTH: Final = 8
@@ -48,6 +55,22 @@ LOGGERS: Final = (
     "urllib3",
     "urllib3.connectionpool",
 )
+URL_LOGGERS: Final = (
+    "sqlalchemy",
+    "sqlalchemy.engine",
+    "sqlalchemy.engine.Engine",
+    "sqlalchemy.pool",
+    "sqlalchemy.pool.impl.AsyncAdaptedQueuePool",
+    "sqlalchemy.dialects",
+    "asyncpg",
+    "aiosqlite",
+    "redis",
+    "redis.asyncio",
+    "redis.asyncio.connection",
+    "redis.connection",
+    "purgatory",
+)
+"""The loggers of the libraries that are handed the database and Redis URLs."""
 
 
 class CredentialRedactor(logging.Filter):
@@ -57,6 +80,13 @@ class CredentialRedactor(logging.Filter):
         super().__init__()
         self._lock = threading.Lock()
         self._credentials: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._texts: set[str] = set()
+
+    def watch_text(self, secret: str) -> None:
+        """Hide ``secret`` (a URL's password, say) from now on, if it is long enough."""
+        if len(secret) >= MIN_SECRET_LENGTH:
+            with self._lock:
+                self._texts.add(secret)
 
     def watch_credentials(self, credentials: Any) -> None:
         """Hide the current values of a botocore credentials object, as long as it lives."""
@@ -67,7 +97,7 @@ class CredentialRedactor(logging.Filter):
         """Every value hidden right now."""
         with self._lock:
             watched = list(self._credentials)
-        found: set[str] = set()
+            found = set(self._texts)
         for credentials in watched:
             # The private fields: the public accessors may refresh (a request).
             for name in ("_secret_key", "_token", "secret_key", "token"):
@@ -86,7 +116,7 @@ class CredentialRedactor(logging.Filter):
         except Exception:  # a broken format string: logging reports it itself
             return True
         redacted = message
-        for secret in secrets:
+        for secret in sorted(secrets, key=len, reverse=True):  # no partial leftovers
             redacted = redacted.replace(secret, REDACTED)
         if redacted != message:
             record.msg, record.args = redacted, None
@@ -103,10 +133,22 @@ def install() -> CredentialRedactor:
     global _installed  # noqa: PLW0603 - one process-wide installation
     with _install_lock:
         if not _installed:
-            for name in LOGGERS:
+            for name in LOGGERS + URL_LOGGERS:
                 logging.getLogger(name).addFilter(redactor)
             _installed = True
+        # This package's module loggers, as many as are imported by now (a filter
+        # acts only on its own logger's records, not on its children's).
+        for name in list(logging.Logger.manager.loggerDict):
+            if name == "demeter_storage" or name.startswith("demeter_storage."):
+                logging.getLogger(name).addFilter(redactor)
     return redactor
+
+
+def watch_url(url: str) -> None:
+    """Hide the passwords ``url`` holds (userinfo or ``?password=``) from every log."""
+    install()
+    for secret in url_secrets(url):
+        redactor.watch_text(secret)
 
 
 def watch_client(client: Any) -> None:
