@@ -3,14 +3,21 @@
 This is the only place that chooses adapters. An S3 store is always wrapped in
 :class:`~demeter_storage.adapters.resilience.ResilientImageStore`, and both
 buckets share one circuit (they share one backend).
+
+Every builder checks its settings first (:meth:`StorageSettings.check`), so a
+bad value is one ``ConfigurationError`` before anything is built or written,
+whether the settings came from the environment or from code. URLs that may
+hold a password reach errors and logs only masked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+from demeter_storage.adapters import log_redaction
 from demeter_storage.adapters.breaker import BreakerEvent, CircuitBreaker
 from demeter_storage.adapters.local import DEFAULT_PUBLIC_BASE_URL, LocalImageStore
 from demeter_storage.adapters.memory import InMemoryImageStore
@@ -24,7 +31,8 @@ from demeter_storage.adapters.sqlalchemy_repository import (
 )
 from demeter_storage.adapters.sqlalchemy_schema import create_schema
 from demeter_storage.adapters.thumbnails import PillowThumbnailMaker, pillow_available
-from demeter_storage.domain.errors import ConfigurationError
+from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
+from demeter_storage.domain.urls import endpoint_identity, redact
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
 from demeter_storage.service import ImageService
 from demeter_storage.service_config import ServiceConfig
@@ -65,7 +73,11 @@ def build_stores(
         on_breaker_event: called with every event of the S3 stores' shared
             circuit breaker (state changes, failures, recoveries), for metrics
             and alerts. The local and in-memory backends have no breaker.
+
+    Raises:
+        ConfigurationError: invalid settings (all of their problems).
     """
+    settings.check()
     buckets = (settings.bucket_original, settings.bucket_visualization)
     if settings.backend == "memory":
         return InMemoryImageStore(buckets[0]), InMemoryImageStore(buckets[1])
@@ -86,7 +98,7 @@ def build_stores(
         _obstore_stores(config) if settings.s3_engine == "obstore" else _boto3_stores(config)
     )
     breaker = CircuitBreaker(
-        f"demeter-storage:s3:{settings.s3_endpoint_url or 'aws'}",
+        circuit_name(settings),
         threshold=settings.breaker_failure_threshold,
         reset_timeout=settings.breaker_reset_seconds,
         redis_url=settings.redis_url,
@@ -103,6 +115,17 @@ def build_stores(
         for bucket in buckets
     ]
     return resilient[0], resilient[1]
+
+
+def circuit_name(settings: StorageSettings) -> str:
+    """The S3 stores' circuit: ``demeter-storage:s3:`` and the endpoint's scheme, host and port.
+
+    The name becomes Redis keys (``cbr::{name}``) and appears in errors, so it
+    holds no credentials and no path: processes that reach one server through
+    differently written URLs share one circuit.
+    """
+    endpoint = settings.s3_endpoint_url
+    return f"demeter-storage:s3:{endpoint_identity(endpoint) if endpoint else 'aws'}"
 
 
 def _boto3_stores(config: S3Config) -> Callable[[str], ImageStore]:
@@ -124,24 +147,69 @@ def _obstore_stores(config: S3Config) -> Callable[[str], ImageStore]:
 
 
 async def build_metadata(settings: StorageSettings) -> MetadataRepository:
-    """The metadata repository, its schema created where the settings say so."""
+    """The metadata repository, its schema created where the settings say so.
+
+    Raises:
+        ConfigurationError: invalid settings, or a database URL the engine refuses
+            (the URL's password masked).
+        StorageError: creating the schema failed (the password masked).
+    """
+    settings.check()
     if settings.database_url is None and settings.backend == "memory":
         return InMemoryMetadataRepository()
     url = settings.database_url or settings.embedded_database_url
+    log_redaction.watch_url(url)
     if settings.database_url is None:
-        settings.storage_root.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.storage_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # checked, but the file system may still say no (/proc, EROFS)
+            raise ConfigurationError(
+                f"DEMETER_STORAGE_ROOT={str(settings.storage_root)!r} cannot be created "
+                f"({exc.strerror or exc}); point it at a writable directory"
+            ) from exc
     options = {}
     if not url.startswith("sqlite"):
         # One connection per concurrent upload: a smaller pool makes uploads wait
         # for connections, and its overflow opens and closes them over and over.
         options = {"pool_size": settings.s3_max_concurrency, "max_overflow": 4}
-    engine = create_engine(url, **options)
+    with _masked_errors(url):
+        engine = create_engine(url, **options)
     create = settings.create_schema
     if create is None:
         create = settings.database_url is None
     if create:
-        await create_schema(engine)
+        try:
+            with _masked_errors(url):
+                await create_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
     return SqlAlchemyMetadataRepository(engine, owns_engine=True)
+
+
+@contextlib.contextmanager
+def _masked_errors(url: str) -> Iterator[None]:
+    """Re-raise an error whose text (or its causes') holds a password of ``url``, masked.
+
+    Drivers quote what they were given; the masked error drops the chain,
+    whose messages still hold the password.
+    """
+    try:
+        yield
+    except StorageError as exc:
+        chain: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and len(chain) < 10:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if all(redact(str(link), url) == str(link) for link in chain):
+            raise
+        masked = redact(str(exc), url)
+        if isinstance(exc, StorageUnavailable):
+            raise StorageUnavailable(masked) from None
+        if isinstance(exc, ConfigurationError):
+            raise ConfigurationError(masked) from None
+        raise StorageError(masked) from None
 
 
 def build_thumbnails(settings: StorageSettings) -> ThumbnailMaker | None:
@@ -154,7 +222,7 @@ def build_thumbnails(settings: StorageSettings) -> ThumbnailMaker | None:
     if not pillow_available():
         logger.warning("DEMETER_THUMBNAILS is on but Pillow is missing: no thumbnails")
         return None
-    return PillowThumbnailMaker()
+    return PillowThumbnailMaker(max_concurrent_decodes=settings.max_concurrent_decodes)
 
 
 async def build_service(
@@ -173,6 +241,9 @@ async def build_service(
             (with ``S3_CREATE_BUCKETS``) buckets that cannot be created.
     """
     settings = settings or StorageSettings.from_env()
+    settings.check()  # settings made in code: everything is refused before anything is built
+    if settings.redis_url:
+        log_redaction.watch_url(settings.redis_url)
     originals, visualizations = build_stores(settings, on_breaker_event=on_breaker_event)
     metadata = await build_metadata(settings)
     if settings.backend == "s3" and settings.s3_create_buckets:
@@ -185,6 +256,7 @@ async def build_service(
         direct_upload_expiry=timedelta(seconds=settings.direct_upload_expiry_seconds),
         lifecycle=settings.lifecycle_policy(),
         expired_records=settings.expired_records,
+        orphan_grace=timedelta(seconds=settings.orphan_grace_seconds),
     )
     return ImageService(
         originals=originals,

@@ -1,13 +1,20 @@
-"""``demeter-storage doctor``: check what the settings point at, one fix per problem."""
+"""``demeter-storage doctor``: check what the settings point at, one fix per problem.
+
+It names the database and Redis it checks by their URLs, masked; every line it
+prints is also scrubbed of the passwords of the URL variables, whatever a
+driver's error message quotes.
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
+from demeter_storage.domain.urls import mask_url, redact
 from demeter_storage.ports import ImageStore
 from demeter_storage.service import ImageService
 from demeter_storage.settings import StorageSettings
@@ -17,29 +24,48 @@ PROBLEM: Final = "PROBLEM"
 NOTE: Final = "note   "
 
 
-class Report:
-    """Collects check results and prints them as they come."""
+URL_VARIABLES: Final = (
+    "DEMETER_DATABASE_URL",
+    "DEMETER_REDIS_URL",
+    "S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "DEMETER_PUBLIC_BASE_URL",
+)
+"""The variables whose passwords no line of the report may show."""
 
-    def __init__(self) -> None:
+
+class Report:
+    """Collects check results and prints them as they come.
+
+    Args:
+        urls: URLs whose passwords are masked in every line printed.
+    """
+
+    def __init__(self, urls: Iterable[str] = ()) -> None:
         self.problems = 0
+        self._urls = tuple(urls)
+
+    def _print(self, text: str) -> None:
+        print(redact(text, *self._urls))
 
     def ok(self, what: str) -> None:
         """A check that passed."""
-        print(f"{OK} {what}")
+        self._print(f"{OK} {what}")
 
     def note(self, what: str, fix: str) -> None:
         """Worth doing, but nothing is wrong yet (not counted as a problem)."""
-        print(f"{NOTE} {what}\n        fix: {fix}")
+        self._print(f"{NOTE} {what}\n        fix: {fix}")
 
     def problem(self, what: str, fix: str) -> None:
         """A check that failed, with what to do about it."""
         self.problems += 1
-        print(f"{PROBLEM} {what}\n        fix: {fix}")
+        self._print(f"{PROBLEM} {what}\n        fix: {fix}")
 
 
 async def run_checks() -> int:
     """Run every check; exit code 0 when all passed, 1 otherwise."""
-    report = Report()
+    report = Report(os.environ[name] for name in URL_VARIABLES if os.environ.get(name))
     try:
         settings = StorageSettings.from_env()
     except ConfigurationError as exc:
@@ -56,14 +82,14 @@ async def run_checks() -> int:
         report.problem("the service cannot be built", str(exc))
         return 1
     try:
-        await _check_database(service, report)
+        await _check_database(service, report, _database_shown(settings))
         for store in (service.originals, service.visualizations):
             # The memory backend's policy lives and dies with the process: nothing to check.
             if await _check_bucket(store, report) and settings.backend != "memory":
                 await _check_lifecycle(
                     service, store, report, enforced_by_server=settings.backend == "s3"
                 )
-        await _check_breaker(service, report)
+        await _check_breaker(service, report, settings.redis_url)
     finally:
         await service.aclose()
     print(f"{report.problems} problem(s) found" if report.problems else "everything looks right")
@@ -106,17 +132,23 @@ def _check_root(settings: StorageSettings, report: Report) -> None:
     report.ok(f"storage root {root.resolve()} is writable")
 
 
-async def _check_database(service: ImageService, report: Report) -> None:
+def _database_shown(settings: StorageSettings) -> str:
+    if settings.database_url is None and settings.backend == "memory":
+        return "(in memory)"
+    return mask_url(settings.database_url or settings.embedded_database_url)
+
+
+async def _check_database(service: ImageService, report: Report, shown: str) -> None:
     try:
         await service.metadata.list_session("doctor", limit=1)
     except StorageError as exc:
         report.problem(
-            f"metadata database: {exc}",
+            f"metadata database {shown}: {exc}",
             "check DEMETER_DATABASE_URL, that the server runs, and that the schema exists "
             "(DEMETER_CREATE_SCHEMA=1 or your migrations)",
         )
         return
-    report.ok("metadata database answers")
+    report.ok(f"metadata database {shown} answers")
 
 
 async def _check_bucket(store: ImageStore, report: Report) -> bool:
@@ -162,7 +194,7 @@ async def _check_lifecycle(
         report.ok(f"lifecycle of {store.name} is the configured policy")
 
 
-async def _check_breaker(service: ImageService, report: Report) -> None:
+async def _check_breaker(service: ImageService, report: Report, redis_url: str | None) -> None:
     status: Callable[[], Awaitable[object]] | None = getattr(
         service.originals, "breaker_status", None
     )
@@ -170,6 +202,13 @@ async def _check_breaker(service: ImageService, report: Report) -> None:
         return
     current = await status()
     state = getattr(current, "state", "unknown")
+    if redis_url is not None and getattr(current, "shared", False):
+        report.ok(f"circuit breaker state is shared through Redis at {mask_url(redis_url)}")
+    elif redis_url is not None:
+        report.note(
+            f"circuit breaker state is not shared: Redis at {mask_url(redis_url)} is unreachable",
+            "check DEMETER_REDIS_URL and that Redis runs; until then each process keeps its own",
+        )
     if state == "closed":
         report.ok("circuit breaker is closed")
     else:
