@@ -320,7 +320,12 @@ async def test_a_one_shot_source_is_not_retried_once_read(
     original = inner._put
 
     async def consume_then_fail(
-        key: str, payload: Payload, content_type: str, metadata: dict[str, str]
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_absent: bool = False,
     ):  # type: ignore[no-untyped-def]
         inner.requests += 1
         async for _ in payload.chunks():

@@ -71,7 +71,8 @@ async def _begin(session_id: object, filename: object, content_type: object, siz
     event("begun")
     assert not errors, f"{session_id!r} {filename!r} {content_type!r} {size!r} was accepted"
     assert (upload.key, upload.max_size) == (key, size)
-    assert upload.fields["key"] == key
+    # The form posts to the upload's own landing place, never to the image's key.
+    assert upload.fields["key"] == f"_staging/{upload.image_id}"
     signer = await service.originals.url_signer()  # type: ignore[attr-defined]
     policy = signer.verify_post(upload.fields)
     assert (policy.key, policy.min_size, policy.max_size) == (key, 1, size)
