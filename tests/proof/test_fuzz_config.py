@@ -75,18 +75,20 @@ async def _begin(session_id: object, filename: object, content_type: object, siz
     assert upload.fields["key"] == f"_staging/{upload.image_id}"
     signer = await service.originals.url_signer()  # type: ignore[attr-defined]
     policy = signer.verify_post(upload.fields)
-    assert (policy.key, policy.min_size, policy.max_size) == (key, 1, size)
+    assert (policy.key, policy.min_size, policy.max_size) == (upload.fields["key"], 1, size)
     assert policy.content_type in ACCEPTED
     records = [record async for record in service.metadata.records()]
     assert [(r.key, r.state, r.size) for r in records] == [(key, ImageState.UPLOADING, size)]
-    # The same names, however spelled, cannot begin a second upload.
-    with pytest.raises(ImageAlreadyExists):
-        await service.begin_direct_upload(
-            unicodedata.normalize("NFD", session_id),  # type: ignore[arg-type]
-            unicodedata.normalize("NFD", filename),  # type: ignore[arg-type]
-            content_type,  # type: ignore[arg-type]
-            size,  # type: ignore[arg-type]
-        )
+    # The same names, however spelled, begin again: the unfinished upload is replaced.
+    again = await service.begin_direct_upload(
+        unicodedata.normalize("NFD", session_id),  # type: ignore[arg-type]
+        unicodedata.normalize("NFD", filename),  # type: ignore[arg-type]
+        content_type,  # type: ignore[arg-type]
+        size,  # type: ignore[arg-type]
+    )
+    assert again.key == key
+    records = [record async for record in service.metadata.records()]
+    assert [r.image_id for r in records] == [again.image_id]
     assert len(await leftovers(service)) == 1
 
 

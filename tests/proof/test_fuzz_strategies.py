@@ -165,8 +165,8 @@ def expected_original_key(session_id: object, filename: object) -> str | type[Ty
         return TypeError
     session = expected_name(session_id, 128)
     name = expected_name(filename, 200)
-    if session is None or name is None or name.startswith("thumb_"):
-        return None
+    if session is None or name is None or name.startswith("thumb_") or session == "_staging":
+        return None  # thumb_ names and the _staging session are reserved
     return f"{session}/{name}"
 
 
