@@ -14,7 +14,6 @@ import asyncio
 import unicodedata
 
 import attrs
-import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
