@@ -25,6 +25,7 @@ import pytest
 from moto import mock_aws
 
 from demeter_storage import ConfigurationError, StorageError, StorageUnavailable
+from demeter_storage.adapters.sqlalchemy_engine import create_engine
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.service import ImageService
@@ -385,3 +386,11 @@ async def test_a_driver_error_quoting_the_database_url_is_masked_by_build_servic
         await build_service(StorageSettings(backend="memory", database_url=url, create_schema=True))
     assert url_leaks(seen.texts) == []
     assert "postgresql+asyncpg://photos:********@127.0.0.1" in seen.texts[0]
+
+
+def test_create_engine_called_directly_masks_the_url_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        create_engine("nosuchdialect+nodriver://app:pa55-Secret-w0rd@127.0.0.1/db")
+    assert "pa55-Secret-w0rd" not in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert "app:********@127.0.0.1" in str(caught.value)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from demeter_storage.domain.errors import ConfigurationError
+from demeter_storage.domain.urls import mask_url, redact
 
 _SQLITE_PRAGMAS: Final = (
     "PRAGMA journal_mode=WAL",
@@ -47,10 +48,12 @@ def create_engine(
     try:
         engine = create_async_engine(url, **options)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
+        # The library may quote the URL: its password never reaches the message.
         raise ConfigurationError(
-            f"cannot use the database URL ({type(exc).__name__}: {exc}); check "
-            "DEMETER_DATABASE_URL and install the driver (asyncpg for PostgreSQL)"
-        ) from exc
+            f"cannot use the database URL {mask_url(url)!r} ({type(exc).__name__}: "
+            f"{redact(str(exc), url)}); check DEMETER_DATABASE_URL and install the driver "
+            "(asyncpg for PostgreSQL)"
+        ) from None
     if url.startswith("sqlite"):
 
         @event.listens_for(engine.sync_engine, "connect")
