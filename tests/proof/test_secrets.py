@@ -25,6 +25,8 @@ import pytest
 from moto import mock_aws
 
 from demeter_storage import ConfigurationError, StorageError, StorageUnavailable
+from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.s3_config import S3Config
 from demeter_storage.adapters.sqlalchemy_engine import create_engine
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.schemas import UploadRequest
@@ -394,3 +396,10 @@ def test_create_engine_called_directly_masks_the_url_password() -> None:
     assert "pa55-Secret-w0rd" not in str(caught.value)
     assert caught.value.__cause__ is None
     assert "app:********@127.0.0.1" in str(caught.value)
+
+
+def test_an_s3_config_built_in_code_masks_its_endpoints_password() -> None:
+    config = S3Config(endpoint_url="http://app:pa55-Secret-w0rd@127.0.0.1:9000")
+    assert "pa55-Secret-w0rd" not in repr(config)
+    assert "app:********@127.0.0.1:9000" in repr(config)
+    assert "pa55-Secret-w0rd" not in repr(S3ImageStore("bucket-one", config=config))

@@ -41,8 +41,9 @@ from demeter_storage.adapters.obstore_control import Boto3Companion
 from demeter_storage.adapters.obstore_errors import RANGE_NOT_SATISFIABLE, http_status, translate
 from demeter_storage.adapters.obstore_streams import HashedSource, sha256_of, start_after
 from demeter_storage.adapters.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
-from demeter_storage.adapters.s3 import CONTENT_TYPE_METADATA, SHA256_METADATA, validate_bucket_name
+from demeter_storage.adapters.s3 import CONTENT_TYPE_METADATA, SHA256_METADATA
 from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.domain.buckets import validate_bucket_name
 from demeter_storage.domain.errors import StorageError, ValidationError
 from demeter_storage.domain.keys import is_addressable
 from demeter_storage.domain.lifecycle import LifecyclePolicy

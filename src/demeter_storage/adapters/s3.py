@@ -40,7 +40,8 @@ from demeter_storage.adapters.s3_payload_signing import (
 from demeter_storage.adapters.s3_presign import S3Presigner
 from demeter_storage.adapters.s3_reads import is_replaced, open_first_part, read_part
 from demeter_storage.adapters.worker_threads import WorkerThreads
-from demeter_storage.domain.errors import ConfigurationError, StorageError
+from demeter_storage.domain.buckets import validate_bucket_name
+from demeter_storage.domain.errors import StorageError
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import (
     RESERVED_METADATA_PREFIX,
@@ -58,31 +59,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SHA256_METADATA: Final = f"{RESERVED_METADATA_PREFIX}sha256"
 CONTENT_TYPE_METADATA: Final = f"{RESERVED_METADATA_PREFIX}content-type"
 """The declared content type, kept because some servers (SeaweedFS) replace
 ``application/octet-stream`` with a guess from the key's extension."""
 DELETE_BATCH: Final = 1000
 """S3's limit of keys per DeleteObjects request."""
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-
-
-def validate_bucket_name(name: object) -> str:
-    """Return ``name`` if it follows S3's bucket naming rules.
-
-    Raises:
-        TypeError: not a str.
-        ConfigurationError: not a valid bucket name.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"bucket must be a str, got {type(name).__name__}")
-    if not _BUCKET_NAME.match(name) or ".." in name:
-        raise ConfigurationError(
-            f"invalid bucket name {name!r}: use 3-63 lowercase letters, digits, '.' or '-', "
-            "starting and ending with a letter or digit"
-        )
-    return name
 
 
 class S3ImageStore(ImageStore):

@@ -22,6 +22,7 @@ from botocore.credentials import RefreshableCredentials
 from demeter_storage.adapters.s3_timestamps import parse_timestamps_directly
 from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.domain.secrets import Secret
+from demeter_storage.domain.urls import mask_url, redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -107,7 +108,10 @@ class S3Config:
     """
 
     region: str | None = None
-    endpoint_url: str | None = None
+    # Host apps may build the config themselves: its repr never shows a password.
+    endpoint_url: str | None = attrs.field(
+        default=None, repr=lambda url: "None" if url is None else repr(mask_url(url))
+    )
     addressing_style: AddressingStyle = "auto"
     access_key_id: str | None = None
     secret_access_key: Secret | None = None
@@ -218,6 +222,7 @@ def build_s3_client(config: S3Config) -> S3Client:
         raise
     except Exception as exc:  # botocore raises many kinds for bad profiles and settings
         raise ConfigurationError(
-            f"cannot build an S3 client: {type(exc).__name__}: {exc}; check the region, "
-            "profile and endpoint settings"
-        ) from exc
+            f"cannot build an S3 client: {type(exc).__name__}: "
+            f"{redact(str(exc), config.endpoint_url)}; check the region, profile and "
+            "endpoint settings"
+        ) from None
