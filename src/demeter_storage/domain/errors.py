@@ -40,40 +40,33 @@ class ObjectNotFound(StorageError, LookupError):
         )
 
 
-class ObjectExists(StorageError):
-    """A create-only write (``if_absent=True``) found an object under its key; nothing was written.
+class _LostCondition(StorageError):
+    """A conditional write or delete found the object other than required; nothing changed.
 
     Attributes:
-        key: the key that was taken.
+        key: the object's key.
         bucket: the bucket or store, when known.
     """
+
+    _what = "the condition did not hold"
 
     def __init__(self, key: str, bucket: str | None = None) -> None:
         self.key = key
         self.bucket = bucket
         where = f" in {bucket!r}" if bucket else ""
-        super().__init__(
-            f"object {key!r}{where} exists already and the write may only create it; "
-            "nothing was written"
-        )
+        super().__init__(f"object {key!r}{where} {self._what}")
 
 
-class ObjectChanged(StorageError):
-    """A conditional delete (``if_match``) found another version of the object; nothing was deleted.
+class ObjectExists(_LostCondition):
+    """A create-only write (``if_absent=True``) found an object under its key."""
 
-    Attributes:
-        key: the key whose object changed.
-        bucket: the bucket or store, when known.
-    """
+    _what = "exists already and the write may only create it; nothing was written"
 
-    def __init__(self, key: str, bucket: str | None = None) -> None:
-        self.key = key
-        self.bucket = bucket
-        where = f" in {bucket!r}" if bucket else ""
-        super().__init__(
-            f"object {key!r}{where} was replaced since it was read, so it was not deleted; "
-            "read it again"
-        )
+
+class ObjectChanged(_LostCondition):
+    """A conditional delete (``if_match``) found another version of the object."""
+
+    _what = "was replaced since it was read, so it was not deleted; read it again"
 
 
 class StorageUnavailable(StorageError):
