@@ -32,16 +32,33 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite with branch coverage (fails under 90%)."""
+    """The test suite with branch coverage (fails under 90%); the long proofs run in `slow`."""
     session.install("-e", TEST_EXTRAS)
     session.run(
         "pytest",
+        "-m",
+        "not slow",
         "--cov=demeter_storage",
         "--cov-branch",
         "--cov-report=term-missing:skip-covered",
         "--cov-report=xml",
         f"--junitxml={os.environ.get('DEMETER_JUNIT_XML', 'junit.xml')}",
         *session.posargs,
+    )
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The long proofs: kills at every step, outages, a cluster, load, decode memory."""
+    session.install("-e", TEST_EXTRAS)
+    session.run(
+        "pytest",
+        "-m",
+        "slow",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"DEMETER_REQUIRE_SERVICES": os.environ.get("DEMETER_REQUIRE_SERVICES", "1")},
     )
 
 
