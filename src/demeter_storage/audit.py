@@ -40,7 +40,7 @@ from demeter_storage.domain.keys import (
 from demeter_storage.domain.lifecycle import LifecycleRule
 from demeter_storage.domain.objects import ObjectInfo, same_etag
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
-from demeter_storage.maintenance import owned_keys
+from demeter_storage.maintenance import expiry_rules, owned_keys
 from demeter_storage.ports import ImageStore, MetadataRepository
 
 
@@ -141,7 +141,7 @@ class Audits:
         orphans: list[tuple[str, str]] = []
         missing: list[MissingObject] = []
         damaged: list[DamagedObject] = []
-        rules = await self._expiry_rules()
+        rules = await expiry_rules(self.stores)
         for bucket, store in self.stores.items():
             present = {info.key: info async for info in store.list()}
             for key, info in present.items():
@@ -221,12 +221,6 @@ class Audits:
         except ObjectNotFound:
             return False  # reported as missing instead, if it stays gone
         return _difference(current, info) is not None
-
-    async def _expiry_rules(self) -> dict[str, list[LifecycleRule]]:
-        return {
-            bucket: [r for r in (await store.get_lifecycle()).rules if r.expire_after_days]
-            for bucket, store in self.stores.items()
-        }
 
     async def sweep_orphans(self, *, older_than: timedelta, dry_run: bool) -> OrphanSweep:
         """Delete the objects no record owns that are older than ``older_than``.

@@ -100,6 +100,14 @@ def keys_to_delete(record: ImageRecord) -> tuple[str, ...]:
     return keys
 
 
+async def expiry_rules(stores: Mapping[str, ImageStore]) -> dict[str, list[LifecycleRule]]:
+    """The lifecycle rules that expire objects, by bucket, as each store applies them."""
+    return {
+        bucket: [r for r in (await store.get_lifecycle()).rules if r.expire_after_days]
+        for bucket, store in stores.items()
+    }
+
+
 def default_claimant() -> str:
     """A name for this reconciler that no other process shares."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -262,17 +270,11 @@ class Maintenance:
                     logger.warning("could not release claims (%s); they lapse by themselves", exc)
         return done, failed
 
-    async def _expiry_rules(self) -> dict[str, list[LifecycleRule]]:
-        return {
-            bucket: [r for r in (await store.get_lifecycle()).rules if r.expire_after_days]
-            for bucket, store in self.stores.items()
-        }
-
     async def _expire(self, now: datetime) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str]]]:
         """Handle ready records whose objects a lifecycle rule removed."""
         done: list[uuid.UUID] = []
         failed: list[tuple[uuid.UUID, str]] = []
-        for bucket, rules in (await self._expiry_rules()).items():
+        for bucket, rules in (await expiry_rules(self.stores)).items():
             store = self.stores[bucket]
             for rule in rules:
                 assert rule.expire_after_days is not None

@@ -217,7 +217,7 @@ class Ownership:
             )
         try:
             return await store.put(
-                key, again() or b"", content_type=content_type, metadata=metadata, if_absent=True
+                key, replay, content_type=content_type, metadata=metadata, if_absent=True
             )
         except ObjectExists:
             raise StorageUnavailable(
@@ -266,7 +266,11 @@ async def sha256_of(source: bytes | IO[bytes]) -> str:
     """The SHA-256 of bytes or of a seekable file from its current position (restored after)."""
     if isinstance(source, bytes | bytearray):
         return await asyncio.to_thread(lambda: hashlib.sha256(source).hexdigest())
+    start = source.tell()
     digest = Digest()
-    async for chunk in Payload.of(source).chunks():
-        digest.update(chunk)
+    try:
+        async for chunk in Payload.of(source).chunks():
+            digest.update(chunk)
+    finally:
+        source.seek(start)
     return digest.sha256
