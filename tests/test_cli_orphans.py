@@ -8,28 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from demeter_storage.cli import main
+from tests.cli_support import SAMPLE, run, workdir
 
-SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "assets" / "sample-leaf.jpg"
-
-
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(("DEMETER_", "S3_", "AWS_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DEMETER_THUMBNAILS", "0")
-    return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+__all__ = ["workdir"]  # the autouse fixture, for this module
 
 
 def test_the_orphan_sweep_is_a_dry_run_until_told_to_delete(
