@@ -45,10 +45,10 @@ from common import (
     standalone,
 )
 
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.adapters.memory.store import InMemoryImageStore
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3.config import S3Config
+from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.domain.errors import StorageUnavailable
 from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore

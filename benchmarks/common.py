@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.config import Config
 
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3.config import S3Config
+from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.ports import ImageStore
 from demeter_storage.testing.seaweedfs import (
     REGION,
@@ -52,7 +52,7 @@ STORES: Final = (S3_STORE, RESILIENT)
 OBSTORE_ADAPTER: Final = "ObstoreImageStore"
 RESILIENT_OBSTORE: Final = "ResilientImageStore(ObstoreImageStore)"
 OBSTORE_STORES: Final = (OBSTORE_ADAPTER, RESILIENT_OBSTORE)
-"""The package's obstore stores, measured when ``demeter_storage.adapters.obstore`` works."""
+"""The package's obstore stores, measured when the obstore engine imports."""
 RAW_OBSTORE: Final = "raw obstore"
 S3FS: Final = "s3fs"
 BENCH_DIR: Final = Path(__file__).resolve().parent
@@ -105,16 +105,16 @@ def obstore_installed() -> bool:
 def obstore_adapter() -> tuple[type[ImageStore] | None, str]:
     """The package's ``ObstoreImageStore`` if it exists, and a note on it either way."""
     try:
-        module = importlib.import_module("demeter_storage.adapters.obstore")
+        module = importlib.import_module("demeter_storage.adapters.s3.obstore.store")
     except Exception as exc:  # absent, or obstore missing, or the module is half-written
         return None, (
-            f"`{OBSTORE_ADAPTER}` is absent: `import demeter_storage.adapters.obstore` "
+            f"`{OBSTORE_ADAPTER}` is absent: `import demeter_storage.adapters.s3.obstore.store` "
             f"failed ({type(exc).__name__}: {exc})"
         )
     adapter = getattr(module, OBSTORE_ADAPTER, None)
     if not isinstance(adapter, type):
-        return None, f"`demeter_storage.adapters.obstore` has no `{OBSTORE_ADAPTER}` class"
-    return adapter, f"`{OBSTORE_ADAPTER}` is present (`demeter_storage.adapters.obstore`)"
+        return None, f"`demeter_storage.adapters.s3.obstore.store` has no `{OBSTORE_ADAPTER}` class"
+    return adapter, f"`{OBSTORE_ADAPTER}` is present (`demeter_storage.adapters.s3.obstore.store`)"
 
 
 def build_obstore_adapter(adapter: type[ImageStore], bucket: str, config: S3Config) -> ImageStore:

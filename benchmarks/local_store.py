@@ -46,7 +46,7 @@ from common import (
     standalone,
 )
 
-from demeter_storage.adapters.local import LocalImageStore
+from demeter_storage.adapters.local.store import LocalImageStore
 
 SECTION: Final = "local-store"
 RAW: Final = "raw write + fsync"

@@ -45,8 +45,8 @@ from common import (
     usable_obstore_adapter,
 )
 
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.ports import ImageStore
 from demeter_storage.testing.seaweedfs import REGION, SeaweedFSServer
 

@@ -41,12 +41,12 @@ from service_overhead import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from demeter_storage.adapters.sqlalchemy_repository import SqlAlchemyMetadataRepository
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
+from demeter_storage.adapters.sql.repository import SqlAlchemyMetadataRepository
+from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.bootstrap import build_metadata, build_stores
-from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.ports import MetadataRepository
-from demeter_storage.service import ImageService, ServiceConfig
+from demeter_storage.service.image_service import ImageService, ServiceConfig
+from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.testing.seaweedfs import SeaweedFSServer
 
 SHOW_ALL: Final = os.environ.get("PROFILE_SHOW_ALL") == "1"

@@ -46,12 +46,12 @@ from common import (
     standalone,
 )
 
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
 from demeter_storage.bootstrap import build_service, build_stores
-from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.ports import ImageStore
-from demeter_storage.service import ImageService
-from demeter_storage.settings import StorageSettings
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.service.schemas import UploadRequest
+from demeter_storage.settings.storage import StorageSettings
 from demeter_storage.testing.seaweedfs import REGION, SeaweedFSServer
 
 Rates = dict[tuple[int, str], list[float]]

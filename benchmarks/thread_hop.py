@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from common import Section, Summary, log, markdown_table, number, option, ratio, standalone
 
-from demeter_storage.adapters.worker_threads import WorkerThreads
+from demeter_storage.adapters.shared.worker_threads import WorkerThreads
 
 SECTION: Final = "thread-hop"
 THREADS: Final = 16

@@ -87,9 +87,9 @@ def _boto3_large(spec: dict[str, Any]) -> float:
 
 
 def _build_store(spec: dict[str, Any]) -> Any:
-    from demeter_storage.adapters.resilience import ResilientImageStore  # noqa: PLC0415
-    from demeter_storage.adapters.s3 import S3ImageStore  # noqa: PLC0415
-    from demeter_storage.adapters.s3_config import S3Config  # noqa: PLC0415
+    from demeter_storage.adapters.resilience.store import ResilientImageStore  # noqa: PLC0415
+    from demeter_storage.adapters.s3.config import S3Config  # noqa: PLC0415
+    from demeter_storage.adapters.s3.store import S3ImageStore  # noqa: PLC0415
     from demeter_storage.domain.secrets import Secret  # noqa: PLC0415
 
     # The store's defaults otherwise (8 MiB parts, 4 in flight).
@@ -102,7 +102,7 @@ def _build_store(spec: dict[str, Any]) -> Any:
     )
     contender = spec["contender"]
     if "ObstoreImageStore" in contender:
-        from demeter_storage.adapters.obstore import ObstoreImageStore  # noqa: PLC0415
+        from demeter_storage.adapters.s3.obstore.store import ObstoreImageStore  # noqa: PLC0415
 
         store: Any = ObstoreImageStore(spec["bucket"], config=config)
     else:
@@ -230,9 +230,12 @@ def _import_client(contender: str) -> None:
     elif contender == "s3fs":
         modules = ["s3fs"]
     elif "ObstoreImageStore" in contender:
-        modules = ["demeter_storage.adapters.obstore", "demeter_storage.adapters.resilience"]
+        modules = [
+            "demeter_storage.adapters.s3.obstore.store",
+            "demeter_storage.adapters.resilience.store",
+        ]
     else:
-        modules = ["demeter_storage.adapters.s3", "demeter_storage.adapters.resilience"]
+        modules = ["demeter_storage.adapters.s3.store", "demeter_storage.adapters.resilience.store"]
     for module in modules:
         importlib.import_module(module)
 

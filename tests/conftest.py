@@ -9,7 +9,7 @@ import botocore.session
 from hypothesis import HealthCheck, settings
 
 from demeter_storage.testing import postgres_engine, postgres_url, redis_url
-from tests.browser import chromium
+from tests.support.browser import chromium
 
 # The package's pytest plugin, loaded here rather than through its entry point
 # (pyproject's addopts disable that) so that coverage sees the package's imports.

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from demeter_storage.service import ImageService
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.web.app import SignedUrlApp
 
 pytest.importorskip("fastapi", reason="FastAPI is not installed (the example needs it)")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from demeter_storage import StorageUnavailable, UploadAlreadyCompleted, ValidationError
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.errors import ImageAlreadyExists, ImageNotFound
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import ImageService
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.service.schemas import UploadRequest
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from demeter_storage.bootstrap import build_service
-from demeter_storage.domain.schemas import UploadRequest
+from demeter_storage.service.schemas import UploadRequest
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample-leaf.jpg"
 

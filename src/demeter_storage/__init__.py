@@ -3,8 +3,8 @@
 One :class:`ImageStore` port with S3, local file-system and in-memory adapters.
 """
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.errors import (
     ConfigurationError,
     ImageAlreadyExists,
@@ -21,10 +21,10 @@ from demeter_storage.domain.errors import (
 )
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
 from demeter_storage.domain.objects import ObjectInfo, PresignedPost, PresignedUrl
-from demeter_storage.domain.schemas import DirectUpload
 from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore
-from demeter_storage.streams import Payload, PutData
+from demeter_storage.ports.streams import Payload, PutData
+from demeter_storage.service.schemas import DirectUpload
 
 __all__ = [
     "ConfigurationError",

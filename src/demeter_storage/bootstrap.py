@@ -1,7 +1,7 @@
 """The composition root: settings in, a ready :class:`ImageService` out.
 
 This is the only place that chooses adapters. An S3 store is always wrapped in
-:class:`~demeter_storage.adapters.resilience.ResilientImageStore`, and both
+:class:`~demeter_storage.adapters.resilience.store.ResilientImageStore`, and both
 buckets share one circuit (they share one backend).
 
 Every builder checks its settings first (:meth:`StorageSettings.check`), so a
@@ -17,26 +17,26 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
-from demeter_storage.adapters import log_redaction
-from demeter_storage.adapters.breaker import BreakerEvent, CircuitBreaker
-from demeter_storage.adapters.local import DEFAULT_PUBLIC_BASE_URL, LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config, build_s3_client
-from demeter_storage.adapters.sqlalchemy_repository import (
+from demeter_storage.adapters.local.store import DEFAULT_PUBLIC_BASE_URL, LocalImageStore
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.store import InMemoryImageStore
+from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker, pillow_available
+from demeter_storage.adapters.resilience.breaker import BreakerEvent, CircuitBreaker
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3 import log_redaction
+from demeter_storage.adapters.s3.config import S3Config, build_s3_client
+from demeter_storage.adapters.s3.store import S3ImageStore
+from demeter_storage.adapters.sql.repository import (
     SqlAlchemyMetadataRepository,
     create_engine,
 )
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
-from demeter_storage.adapters.thumbnails import PillowThumbnailMaker, pillow_available
+from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
 from demeter_storage.domain.urls import endpoint_identity, redact
 from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
-from demeter_storage.service import ImageService
-from demeter_storage.service_config import ServiceConfig
-from demeter_storage.settings import StorageSettings
+from demeter_storage.service.config import ServiceConfig
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.settings.storage import StorageSettings
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _boto3_stores(config: S3Config) -> Callable[[str], ImageStore]:
 def _obstore_stores(config: S3Config) -> Callable[[str], ImageStore]:
     """A factory of obstore stores; obstore is imported only when asked for."""
     try:
-        from demeter_storage.adapters.obstore import ObstoreImageStore  # noqa: PLC0415
+        from demeter_storage.adapters.s3.obstore.store import ObstoreImageStore  # noqa: PLC0415
     except ImportError as exc:
         raise ConfigurationError(
             "S3_ENGINE=obstore needs obstore: pip install 'demeter-storage[fast]', "

@@ -20,12 +20,12 @@ from demeter_storage import (
     LocalImageStore,
     ValidationError,
 )
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3.config import S3Config
+from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
 from demeter_storage.testing import ManualClock, SeaweedFSServer
-from tests.adapters.s3_faults import Requests
+from tests.adapters.s3.faults import Requests
 
 POLICY = LifecyclePolicy(
     rules=[

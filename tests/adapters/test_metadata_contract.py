@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
-from demeter_storage.adapters.sqlalchemy_repository import (
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.sql.repository import (
     SqlAlchemyMetadataRepository,
     create_engine,
 )
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
+from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.ports import MetadataRepository
 from demeter_storage.testing import MetadataRepositoryContract
 

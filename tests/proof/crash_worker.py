@@ -25,20 +25,20 @@ from typing import Any
 
 from PIL import Image
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
-from demeter_storage.adapters.sqlalchemy_repository import (
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker
+from demeter_storage.adapters.s3.config import S3Config
+from demeter_storage.adapters.s3.store import S3ImageStore
+from demeter_storage.adapters.sql.repository import (
     SqlAlchemyMetadataRepository,
     create_engine,
 )
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
-from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
+from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.domain.objects import utc_now
-from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore
-from demeter_storage.service import Checkpoint, ImageService
+from demeter_storage.service.image_service import Checkpoint, ImageService
+from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import jpeg
 
 BUCKETS = ("crash-originals", "crash-viz")

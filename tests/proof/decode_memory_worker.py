@@ -45,7 +45,7 @@ def reset_peak() -> None:
 def load_maker_class(maker: str) -> Any:
     """The ``PillowThumbnailMaker`` of the package, or of the module file ``maker``."""
     if maker == "current":
-        from demeter_storage.adapters.thumbnails import PillowThumbnailMaker  # noqa: PLC0415
+        from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker  # noqa: PLC0415
 
         return PillowThumbnailMaker
     spec = importlib.util.spec_from_file_location("measured_thumbnails", maker)

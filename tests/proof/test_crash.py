@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from demeter_storage.adapters.sqlalchemy_repository import create_engine
+from demeter_storage.adapters.sql.repository import create_engine
 from demeter_storage.domain.objects import utc_now
 from demeter_storage.domain.records import ImageState
 from demeter_storage.testing import SeaweedFSServer

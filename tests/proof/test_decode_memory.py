@@ -2,7 +2,7 @@
 
 Each case runs in a fresh process (``decode_memory_worker.py``), which resets
 its peak (``VmHWM``) after warming up and reports how far thumbnailing raised
-it. The inputs (``tests/crafted_images.py``) are small files with huge
+it. The inputs (``tests/support/crafted_images.py``) are small files with huge
 canvases (PNG and WebP just under Pillow's 89,478,485-pixel warning, PNG just
 under its 2x error, a TIFF in one huge strip), real decodes near the budget
 (an RGBA PNG, a 12-megapixel WebP, a 24-megapixel 16-bit PNG) and a
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.crafted_images import MEMORY_CASES, QUADRANT_COLORS
+from tests.support.crafted_images import MEMORY_CASES, QUADRANT_COLORS
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         pytest.skip("needs Linux's /proc/self/clear_refs to measure a peak RSS")
     directory = tmp_path_factory.mktemp("decode-memory")
     script = (
-        "import sys; from pathlib import Path; from tests.crafted_images import "
+        "import sys; from pathlib import Path; from tests.support.crafted_images import "
         "write_memory_cases; write_memory_cases(Path(sys.argv[1]))"
     )
     subprocess.run([sys.executable, "-c", script, str(directory)], cwd=REPO, check=True)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.errors import ConfigurationError, InvalidSignature
-from demeter_storage.settings import StorageSettings
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.settings.storage import StorageSettings
+from demeter_storage.web.app import SignedUrlApp
 
 JPEG = b"\xff\xd8\xff\xe0 a photo"
 

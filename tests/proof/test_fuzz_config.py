@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from demeter_storage.domain.errors import ConfigurationError, ImageAlreadyExists, ValidationError
 from demeter_storage.domain.records import ImageState
-from demeter_storage.service import MAX_UPLOAD_BYTES
-from demeter_storage.settings import StorageSettings
+from demeter_storage.service.image_service import MAX_UPLOAD_BYTES
+from demeter_storage.settings.storage import StorageSettings
 from tests.proof.test_fuzz_data import ACCEPTED, ALIASES, MIME, content_types
 from tests.proof.test_fuzz_strategies import (
     expected_original_key,

@@ -23,12 +23,12 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
-from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker
 from demeter_storage.domain.errors import ValidationError
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import MAX_UPLOAD_BYTES, ImageService
+from demeter_storage.service.image_service import MAX_UPLOAD_BYTES, ImageService
+from demeter_storage.service.schemas import UploadRequest
 from tests.proof.test_fuzz_strategies import (
     chunked,
     fuzz_settings,

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop
 from tests.proof.test_fuzz_urls import BASE, CONTENT, KEYS, Server, _mutate, edits, server
 

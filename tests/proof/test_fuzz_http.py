@@ -27,15 +27,15 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.errors import StorageUnavailable
 from demeter_storage.domain.objects import ObjectInfo
 from demeter_storage.testing import ManualClock
-from demeter_storage.web import SignedUrlApp
-from demeter_storage.web_forms import MAX_FIELD_BYTES, MAX_FIELDS, MAX_HEADER_BYTES
+from demeter_storage.web.app import SignedUrlApp
+from demeter_storage.web.forms import MAX_FIELD_BYTES, MAX_FIELDS, MAX_HEADER_BYTES
 from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop
-from tests.test_web_hostile import Answer, call, local_path
+from tests.web.test_hostile import Answer, call, local_path
 
 __all__ = ["loop"]
 

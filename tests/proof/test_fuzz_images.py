@@ -31,9 +31,10 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from demeter_storage.adapters import image_decoding
-from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
-from tests.crafted_images import (
+from demeter_storage.adapters.pillow import decoding as image_decoding
+from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker
+from tests.proof.test_fuzz_strategies import fuzz_settings, loop
+from tests.support.crafted_images import (
     UNDER_ERROR_SIDE,
     UNDER_WARNING_SIDE,
     animated_webp_canvas,
@@ -45,7 +46,6 @@ from tests.crafted_images import (
     zero_tiff,
     zlib_zeros,
 )
-from tests.proof.test_fuzz_strategies import fuzz_settings, loop
 
 __all__ = ["loop"]
 
@@ -354,7 +354,7 @@ def test_hostile_headers_get_no_error_and_no_big_canvas(
 ) -> None:
     decodes.clear()
     warnings = Warnings()
-    logger = logging.getLogger("demeter_storage.adapters.thumbnails")
+    logger = logging.getLogger("demeter_storage.adapters.pillow.thumbnails")
     logger.addHandler(warnings)
     try:
         thumbnail = loop.run(maker.make(data))

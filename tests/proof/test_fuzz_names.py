@@ -22,16 +22,16 @@ import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.sqlalchemy_repository import (
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
+from demeter_storage.adapters.sql.repository import (
     SqlAlchemyMetadataRepository,
     create_engine,
 )
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
+from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.domain.errors import ImageAlreadyExists, ObjectNotFound, ValidationError
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import ImageService
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.testing import ManualClock
 from tests.proof.test_fuzz_strategies import (
     JPEG,

@@ -23,15 +23,15 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.errors import StorageError
-from demeter_storage.domain.schemas import DirectUpload, UploadRequest
 from demeter_storage.ports import ImageStore
-from demeter_storage.service import ImageService, ServiceConfig
+from demeter_storage.service.image_service import ImageService, ServiceConfig
+from demeter_storage.service.schemas import DirectUpload, UploadRequest
 from demeter_storage.testing import ManualClock, no_sleep
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.web.app import SignedUrlApp
 from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop
 
 __all__ = ["loop"]

@@ -30,10 +30,10 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.local import LocalImageStore
+from demeter_storage.adapters.local.store import LocalImageStore
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.errors import ConfigurationError
-from demeter_storage.settings import StorageSettings
+from demeter_storage.settings.storage import StorageSettings
 from tests.proof.test_fuzz_strategies import fuzz_settings, loop
 
 __all__ = ["loop"]

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.errors import ValidationError
-from demeter_storage.service import ImageService, ServiceConfig
+from demeter_storage.service.image_service import ImageService, ServiceConfig
 from demeter_storage.testing import ManualClock
 
 T = TypeVar("T")

@@ -25,16 +25,16 @@ import pytest
 from hypothesis import event, given, reject
 from hypothesis import strategies as st
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
+from demeter_storage.adapters.s3.config import S3Config
+from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.domain.errors import ValidationError
-from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore
+from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.testing import ManualClock
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.web.app import SignedUrlApp
 from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop, memory_service, outcome
 
 __all__ = ["loop"]

@@ -31,12 +31,12 @@ from typing import Any
 
 import pytest
 
-from demeter_storage.adapters.sqlalchemy_repository import SqlAlchemyMetadataRepository
+from demeter_storage.adapters.sql.repository import SqlAlchemyMetadataRepository
 from demeter_storage.bootstrap import build_stores
 from demeter_storage.domain.records import ImageState
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import ImageService, ServiceConfig
-from demeter_storage.settings import StorageSettings
+from demeter_storage.service.image_service import ImageService, ServiceConfig
+from demeter_storage.service.schemas import UploadRequest
+from demeter_storage.settings.storage import StorageSettings
 from demeter_storage.testing.seaweedfs import REGION, SeaweedFSServer
 
 pytestmark = [pytest.mark.seaweedfs, pytest.mark.postgres, pytest.mark.slow]

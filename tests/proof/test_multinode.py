@@ -1,6 +1,6 @@
 """Multi-node: the S3 adapter on a real SeaweedFS cluster, and reads that survive a dead server.
 
-The cluster (``demeter_storage.testing.seaweedfs_cluster``) is a master, two
+The cluster (``tests.support.seaweedfs_cluster``) is a master, two
 volume servers with replication ``001``, a filer and an S3 gateway that checks
 signatures, all on loopback. The S3 contract suite runs on one cluster; each
 kill test gets a cluster of its own, since a cluster with one volume server
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from demeter_storage import ImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import MiB
+from demeter_storage.adapters.s3.config import MiB
+from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.domain.errors import StorageError
 from demeter_storage.testing import ImageStoreContract
 from demeter_storage.testing.fixtures import started_or_skipped
-from demeter_storage.testing.seaweedfs_cluster import (
+from tests.support.seaweedfs_cluster import (
     VOLUME_SERVERS,
     SeaweedFSCluster,
     start_seaweedfs_cluster,

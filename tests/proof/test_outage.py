@@ -23,13 +23,13 @@ import attrs
 import pytest
 
 from demeter_storage import StorageError, StorageUnavailable
-from demeter_storage.adapters.breaker import CircuitBreaker
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import build_s3_client
-from demeter_storage.adapters.sqlalchemy_repository import SqlAlchemyMetadataRepository
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import ImageService
+from demeter_storage.adapters.resilience.breaker import CircuitBreaker
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3.config import build_s3_client
+from demeter_storage.adapters.s3.store import S3ImageStore
+from demeter_storage.adapters.sql.repository import SqlAlchemyMetadataRepository
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.testing import ManualClock, no_sleep
 from demeter_storage.testing.seaweedfs import SeaweedFSServer, start_seaweedfs
 from tests.service.conftest import jpeg
@@ -134,7 +134,7 @@ def second_process_sees(redis_url: str, circuit: str) -> str:
     script = textwrap.dedent(
         f"""
         import asyncio
-        from demeter_storage.adapters.breaker import CircuitBreaker
+        from demeter_storage.adapters.resilience.breaker import CircuitBreaker
 
         async def main():
             breaker = CircuitBreaker({circuit!r}, redis_url={redis_url!r})

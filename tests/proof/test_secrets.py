@@ -25,14 +25,14 @@ import pytest
 from moto import mock_aws
 
 from demeter_storage import ConfigurationError, StorageError, StorageUnavailable
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.s3_config import S3Config
-from demeter_storage.adapters.sqlalchemy_engine import create_engine
+from demeter_storage.adapters.s3.config import S3Config
+from demeter_storage.adapters.s3.store import S3ImageStore
+from demeter_storage.adapters.sql.engine import create_engine
 from demeter_storage.bootstrap import build_service
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import ImageService
-from demeter_storage.settings import StorageSettings
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.service.schemas import UploadRequest
+from demeter_storage.settings.storage import StorageSettings
+from demeter_storage.web.app import SignedUrlApp
 from tests.service.conftest import jpeg
 
 SECRET_KEY = "SeCrEtKeY-0123456789abcdefghijklmnopqrstuv"
@@ -260,7 +260,7 @@ async def test_a_circuit_named_after_a_url_with_credentials_keeps_them_out_of_re
 ) -> None:
     import redis.asyncio as aioredis  # noqa: PLC0415 - the optional redis extra
 
-    from demeter_storage.adapters.breaker import BreakerEvent, CircuitBreaker  # noqa: PLC0415
+    from demeter_storage.adapters.resilience.breaker import BreakerEvent, CircuitBreaker  # noqa: PLC0415
 
     shared, redis_password = with_password(redis_url, REDIS_PASSWORD)
     marker = uuid.uuid4().hex[:8]

@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from demeter_storage.adapters.local import LocalImageStore
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.adapters.s3 import S3ImageStore
-from demeter_storage.adapters.sqlalchemy_repository import (
+from demeter_storage.adapters.local.store import LocalImageStore
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.store import InMemoryImageStore
+from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.adapters.s3.store import S3ImageStore
+from demeter_storage.adapters.sql.repository import (
     SqlAlchemyMetadataRepository,
     create_engine,
 )
-from demeter_storage.adapters.sqlalchemy_schema import create_schema
-from demeter_storage.adapters.thumbnails import PillowThumbnailMaker
+from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.ports import ImageStore, MetadataRepository
-from demeter_storage.service import Checkpoint, ImageService, ServiceConfig
+from demeter_storage.service.image_service import Checkpoint, ImageService, ServiceConfig
 from demeter_storage.testing import ManualClock, no_sleep
 
 STACKS = ["memory", "local-sqlite", "s3-postgres"]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from demeter_storage.domain.errors import StorageUnavailable
 from demeter_storage.domain.objects import HttpMethod, ObjectInfo, PresignedUrl
 from demeter_storage.ports import ImageStore
-from demeter_storage.streams import Payload
+from demeter_storage.ports.streams import Payload
 
 
 class FaultyStore(ImageStore):

@@ -15,8 +15,8 @@ import pytest
 
 from demeter_storage.domain.errors import ValidationError
 from demeter_storage.domain.objects import ObjectInfo
-from demeter_storage.domain.schemas import UploadRequest
 from demeter_storage.ports import ImageStore
+from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg
 from tests.service.faults import FaultyStore
 

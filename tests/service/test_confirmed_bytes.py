@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from demeter_storage.adapters.resilience import ResilientImageStore
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage.service.schemas import UploadRequest
+from demeter_storage.web.app import SignedUrlApp
 from tests.service.conftest import Stack, jpeg
 from tests.service.test_direct_uploads import post_form
 

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from demeter_storage import StorageError
 from demeter_storage.domain.errors import ImageNotFound
 from demeter_storage.domain.records import ImageState
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.maintenance import Maintenance
+from demeter_storage.service.maintenance import Maintenance
+from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg, png
 from tests.service.faults import FaultyStore
 

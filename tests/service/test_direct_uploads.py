@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from demeter_storage import DirectUpload, UploadAlreadyCompleted, ValidationError
-from demeter_storage.adapters.resilience import ResilientImageStore
+from demeter_storage.adapters.resilience.store import ResilientImageStore
 from demeter_storage.domain.errors import ImageAlreadyExists, ImageNotFound
 from demeter_storage.domain.records import ImageState
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.service.schemas import UploadRequest
+from demeter_storage.web.app import SignedUrlApp
 from tests.service.conftest import Stack, StackFactory, jpeg, png
 
 MiB = 1024 * 1024

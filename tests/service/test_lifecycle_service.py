@@ -7,7 +7,7 @@ import pytest
 from demeter_storage.domain.errors import ImageNotFound
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.records import ImageState
-from demeter_storage.domain.schemas import UploadRequest
+from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg, png
 
 DAY = 24 * 3600.0

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from demeter_storage.adapters.memory import InMemoryImageStore
-from demeter_storage.adapters.memory_metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
-from demeter_storage.ownership import LostOwnership, Ownership
-from demeter_storage.service_config import ServiceConfig
+from demeter_storage.service.config import ServiceConfig
+from demeter_storage.service.ownership import LostOwnership, Ownership
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

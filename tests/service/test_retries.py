@@ -16,7 +16,7 @@ import pytest
 
 from demeter_storage import ImageAlreadyExists, StorageError, ValidationError
 from demeter_storage.domain.records import ImageState
-from demeter_storage.domain.schemas import UploadRequest
+from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg
 from tests.service.faults import FaultyStore
 from tests.service.test_consistency import Crash, Faults

@@ -13,8 +13,8 @@ from PIL import Image
 from demeter_storage import ValidationError
 from demeter_storage.domain.errors import ImageAlreadyExists
 from demeter_storage.domain.records import ImageKind, ImageState
-from demeter_storage.domain.schemas import UploadRequest
-from demeter_storage.service import ImageService, S3ImageService
+from demeter_storage.service.image_service import ImageService, S3ImageService
+from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg, noisy_jpeg, png
 
 

@@ -24,9 +24,9 @@ from demeter_storage.domain.errors import StorageError, ValidationError
 from demeter_storage.domain.images import SNIFF_BYTES, sniff_image_type
 from demeter_storage.domain.keys import validate_key, validate_session_id
 from demeter_storage.domain.records import ImageState
-from demeter_storage.domain.schemas import ImageResponse, UploadRequest, converter
-from demeter_storage.service import ImageService
-from demeter_storage.service_config import validate_expiry_hours
+from demeter_storage.service.config import validate_expiry_hours
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.service.schemas import ImageResponse, UploadRequest, converter
 
 MAX_CONCURRENCY: Final = 64
 
@@ -351,7 +351,7 @@ async def lifecycle(args: argparse.Namespace) -> int:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    """Serve the local store's signed URLs (see :mod:`demeter_storage.web`)."""
+    """Serve the local store's signed URLs (see :mod:`demeter_storage.web.app`)."""
     from demeter_storage.cli.serving import serve_forever  # noqa: PLC0415 - needs uvicorn
 
     return await serve_forever(args.host, args.port, args.shutdown_timeout)

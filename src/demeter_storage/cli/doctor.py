@@ -16,8 +16,8 @@ from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
 from demeter_storage.domain.urls import mask_url, redact
 from demeter_storage.ports import ImageStore
-from demeter_storage.service import ImageService
-from demeter_storage.settings import StorageSettings
+from demeter_storage.service.image_service import ImageService
+from demeter_storage.settings.storage import StorageSettings
 
 OK: Final = "ok     "
 PROBLEM: Final = "PROBLEM"

@@ -9,7 +9,7 @@ import sys
 
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.errors import ConfigurationError
-from demeter_storage.web import SignedUrlApp
+from demeter_storage.web.app import SignedUrlApp
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -14,7 +14,7 @@ from types import FrameType
 
 import uvicorn
 
-from demeter_storage.web import Message, Receive, Scope, Send, SignedUrlApp
+from demeter_storage.web.app import Message, Receive, Scope, Send, SignedUrlApp
 
 logger = logging.getLogger("demeter_storage.cli.serving")
 

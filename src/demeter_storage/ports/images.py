@@ -35,7 +35,7 @@ from demeter_storage.domain.objects import (
     validate_metadata,
     validate_method,
 )
-from demeter_storage.streams import DEFAULT_CHUNK_SIZE, Payload, PutData
+from demeter_storage.ports.streams import DEFAULT_CHUNK_SIZE, Payload, PutData
 
 
 def _validate_chunk_size(chunk_size: object) -> int:
@@ -246,7 +246,7 @@ class ImageStore(abc.ABC):
 
         The form's policy pins the exact key and content type and accepts 1 to
         ``max_size`` bytes until ``expires_in`` (1 s to 7 days) has passed; the
-        server (S3, or :mod:`demeter_storage.web` for the local and in-memory
+        server (S3, or :mod:`demeter_storage.web.app` for the local and in-memory
         stores) refuses any other upload.
 
         Raises:

@@ -133,8 +133,8 @@ async def postgres_engine(postgres_url: str) -> AsyncIterator[Any]:
     """An async engine on a fresh PostgreSQL schema of its own, dropped afterwards."""
     import sqlalchemy as sa  # noqa: PLC0415
 
-    from demeter_storage.adapters.sqlalchemy_repository import create_engine  # noqa: PLC0415
-    from demeter_storage.adapters.sqlalchemy_schema import create_schema  # noqa: PLC0415
+    from demeter_storage.adapters.sql.repository import create_engine  # noqa: PLC0415
+    from demeter_storage.adapters.sql.schema import create_schema  # noqa: PLC0415
 
     schema = f"demeter_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(postgres_url)

@@ -3,7 +3,7 @@
 Fixtures, each built fresh for every test:
 
 * ``memory_image_store``: an empty :class:`~demeter_storage.InMemoryImageStore`;
-* ``memory_image_service``: an :class:`~demeter_storage.service.ImageService` on
+* ``memory_image_service``: an :class:`~demeter_storage.service.image_service.ImageService` on
   two in-memory stores and in-memory metadata, thumbnails off: swap it in
   wherever the app's dependency injection expects the real service;
 * ``local_image_store``: a :class:`~demeter_storage.LocalImageStore` in the
@@ -29,7 +29,7 @@ import pytest
 
 if TYPE_CHECKING:
     from demeter_storage import InMemoryImageStore, LocalImageStore
-    from demeter_storage.service import ImageService
+    from demeter_storage.service.image_service import ImageService
     from demeter_storage.testing.seaweedfs import SeaweedFSServer
 
 
@@ -45,10 +45,10 @@ def memory_image_store() -> InMemoryImageStore:
 def memory_image_service() -> ImageService:
     """The image service on in-memory stores and metadata (thumbnails off)."""
     from demeter_storage import InMemoryImageStore  # noqa: PLC0415
-    from demeter_storage.adapters.memory_metadata import (  # noqa: PLC0415
+    from demeter_storage.adapters.memory.metadata import (  # noqa: PLC0415
         InMemoryMetadataRepository,
     )
-    from demeter_storage.service import ImageService  # noqa: PLC0415
+    from demeter_storage.service.image_service import ImageService  # noqa: PLC0415
 
     return ImageService(
         originals=InMemoryImageStore("demeter-photos-original"),

@@ -26,7 +26,7 @@ import attrs
 import boto3
 from botocore.config import Config
 
-from demeter_storage.adapters.s3_config import S3Config
+from demeter_storage.adapters.s3.config import S3Config
 from demeter_storage.domain.secrets import Secret
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from demeter_storage.adapters.memory import InMemoryImageStore
+from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.domain.errors import StorageError
 from demeter_storage.domain.objects import ObjectInfo
 from demeter_storage.ports import ImageStore

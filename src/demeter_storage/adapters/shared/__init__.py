@@ -1,0 +1,1 @@
+"""What several drivers share: HMAC-signed URLs and worker threads."""
