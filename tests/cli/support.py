@@ -9,7 +9,7 @@ import pytest
 
 from demeter_storage.cli import main
 
-SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "assets" / "sample-leaf.jpg"
+SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "assets" / "sample-leaf.jpg"
 
 
 @pytest.fixture(autouse=True)

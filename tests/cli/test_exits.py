@@ -22,7 +22,7 @@ import pytest
 from demeter_storage.cli import build_parser, main
 from demeter_storage.cli.commands import COMMANDS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "docs" / "assets" / "sample-leaf.jpg"
 BIG = 3 * 1024 * 1024 + 5  # more than a pipe holds, and more than one chunk
 

@@ -22,7 +22,7 @@ from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.settings.storage import StorageSettings, settings_table
 from tests.service.conftest import jpeg
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def refused(environ: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ from demeter_storage.settings.storage import StorageSettings, settings_table
 from demeter_storage.testing import SeaweedFSServer
 from tests.service.conftest import jpeg
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_defaults_follow_the_seed_card() -> None:

@@ -13,7 +13,7 @@ from demeter_storage.web.app import Message, Receive, Scope, Send
 from tests.support.browser import Chromium, elements_by_id, serve_pages
 from tests.web.test_app import Server, presign
 
-SAMPLE = Path(__file__).parents[1] / "docs" / "assets" / "sample-leaf.jpg"
+SAMPLE = Path(__file__).parents[2] / "docs" / "assets" / "sample-leaf.jpg"
 SAMPLE_WIDTH = 640  # docs/assets/sample-leaf.jpg is 640 x 480
 
 

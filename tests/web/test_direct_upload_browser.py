@@ -28,7 +28,7 @@ from demeter_storage.testing import SeaweedFSServer
 from tests.support.browser import Chromium, elements_by_id, serve_pages
 from tests.web.test_app import Server
 
-SAMPLE = Path(__file__).parents[1] / "docs" / "assets" / "sample-leaf.jpg"
+SAMPLE = Path(__file__).parents[2] / "docs" / "assets" / "sample-leaf.jpg"
 
 
 def upload_page(upload: DirectUpload, photo: bytes) -> str:
