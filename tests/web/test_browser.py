@@ -11,7 +11,7 @@ import pytest
 
 from demeter_storage.web.app import Message, Receive, Scope, Send
 from tests.support.browser import Chromium, elements_by_id, serve_pages
-from tests.web.test_app import Server, presign
+from tests.web.live_server import Server, presign
 
 SAMPLE = Path(__file__).parents[2] / "docs" / "assets" / "sample-leaf.jpg"
 SAMPLE_WIDTH = 640  # docs/assets/sample-leaf.jpg is 640 x 480
@@ -29,7 +29,7 @@ class Answered:
 
 
 class RecordingServer(Server):
-    """The test_web server, recording every status its app answers with."""
+    """The live server, recording every status its app answers with."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)

@@ -26,7 +26,7 @@ from demeter_storage.ports import ImageStore
 from demeter_storage.service.image_service import ImageService
 from demeter_storage.testing import SeaweedFSServer
 from tests.support.browser import Chromium, elements_by_id, serve_pages
-from tests.web.test_app import Server
+from tests.web.live_server import Server
 
 SAMPLE = Path(__file__).parents[2] / "docs" / "assets" / "sample-leaf.jpg"
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from demeter_storage.web.forms import FormError, boundary_of, read_upload_form
-from tests.web.test_app import Server
+from tests.web.live_server import Server
 
 BOUNDARY = "----demeterBoundary7MA4YWxkTrZu0gW"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -11,7 +11,7 @@ from demeter_storage.adapters.local.store import LocalImageStore
 from demeter_storage.adapters.memory.store import InMemoryImageStore
 from demeter_storage.testing import ManualClock
 from demeter_storage.web.app import SignedUrlApp
-from tests.web.test_hostile import BASE, GIB, call, local_path
+from tests.web.asgi_client import BASE, GIB, call, local_path
 
 NEW = "s2/new photo é.png"
 BODY = b"\x89PNG\r\n\x1a\n png bytes"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.test_app import PHOTO, Server
+from tests.web.live_server import PHOTO, Server
 
 pytest.importorskip("uvicorn", reason="the web extra (uvicorn) is not installed")
 
