@@ -4,56 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
-import unittest.mock
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
 
-import boto3
 import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
-from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
 from demeter_storage import ImageStore
-from demeter_storage.adapters.s3.config import MiB, S3Config
 from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.testing import ImageStoreContract, SeaweedFSServer, image_store_state_machine
+from demeter_storage.testing.moto_s3 import SMALL_PARTS, moto_s3_store
 
-# Small parts keep a 64 MiB streamed put well under the contract's 32 MiB bound.
-SMALL_PARTS = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_concurrency": 2}
 _bucket_numbers = itertools.count(1)
 
 
 def fresh_bucket(prefix: str) -> str:
     return f"{prefix}-{next(_bucket_numbers)}"
-
-
-@contextlib.contextmanager
-def one_moto_request_at_a_time() -> Iterator[None]:
-    """Serialise moto's in-process S3, as a real server keeps each request whole.
-
-    moto is not thread-safe: a PUT that replaces a key closes the replaced key's
-    buffer while the PUT that wrote it may still be reading it for its ETag, so
-    concurrent PUTs of one key failed with "I/O operation on closed file".
-    """
-    lock = threading.Lock()
-    handle = BotocoreStubber.process_request
-
-    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return handle(self, request)
-
-    with unittest.mock.patch.object(BotocoreStubber, "process_request", one_at_a_time):
-        yield
-
-
-@contextlib.contextmanager
-def moto_store() -> Iterator[S3ImageStore]:
-    with mock_aws(), one_moto_request_at_a_time():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="contract")
-        yield S3ImageStore("contract", config=S3Config(region="us-east-1", **SMALL_PARTS))
 
 
 class TestS3StoreOnMotoContract(ImageStoreContract):
@@ -63,7 +29,7 @@ class TestS3StoreOnMotoContract(ImageStoreContract):
 
     @pytest.fixture
     async def store(self) -> AsyncIterator[ImageStore]:
-        with moto_store() as store:
+        with moto_s3_store() as store:
             yield store
             await store.aclose()
 
@@ -81,7 +47,7 @@ class TestS3StoreOnSeaweedFSContract(ImageStoreContract):
 
 @contextlib.asynccontextmanager
 async def _moto_machine_store() -> AsyncIterator[ImageStore]:
-    with moto_store() as store:
+    with moto_s3_store() as store:
         yield store
         await store.aclose()
 
