@@ -33,7 +33,7 @@ from demeter_storage.adapters.sql.repository import (
 from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
 from demeter_storage.domain.urls import endpoint_identity, redact
-from demeter_storage.ports import ImageStore, MetadataRepository, ThumbnailMaker
+from demeter_storage.ports import ImageStore, MetadataRepository, ProvisionsBucket, ThumbnailMaker
 from demeter_storage.service.config import ServiceConfig
 from demeter_storage.service.image_service import ImageService
 from demeter_storage.settings.storage import StorageSettings
@@ -248,7 +248,8 @@ async def build_service(
     metadata = await build_metadata(settings)
     if settings.backend == "s3" and settings.s3_create_buckets:
         for store in (originals, visualizations):
-            await store.ensure_bucket()  # type: ignore[attr-defined]
+            if isinstance(store, ProvisionsBucket):
+                await store.ensure_bucket()
     config = ServiceConfig(
         max_upload_bytes=settings.max_upload_bytes,
         default_expiry_hours=settings.presigned_url_expiry_hours,

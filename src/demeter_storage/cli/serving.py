@@ -51,7 +51,7 @@ async def serve_forever(host: str, port: int, shutdown_timeout: float = 10.0) ->
         raise ConfigurationError(
             "serve is for the local and memory backends; S3 serves its own presigned URLs"
         ) from None
-    signer = await service.originals.url_signer()  # type: ignore[attr-defined]
+    signer = await app.signer(service.originals.name)
     print(
         f"serving {', '.join(app.stores)} on http://{host}:{port}; "
         f"URLs are issued for {signer.base_url.rsplit('/', 1)[0]}",

@@ -242,3 +242,22 @@ def same_etag(stored: str | None, given: str) -> bool:
 def utc_now() -> datetime:
     """The current time, timezone-aware, in UTC (the default clock of every store)."""
     return datetime.now(UTC)
+
+
+@attrs.frozen
+class Grant:
+    """What a verified signed URL allows: its key and, for a PUT, the content type it pins."""
+
+    key: str
+    content_type: str | None = None
+
+
+@attrs.frozen
+class PostPolicy:
+    """What a verified upload form allows: one key, one content type, a size range."""
+
+    key: str
+    content_type: str
+    min_size: int
+    max_size: int
+    expires_at: datetime

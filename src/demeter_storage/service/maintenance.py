@@ -35,7 +35,7 @@ from demeter_storage.domain.errors import ImageAlreadyExists, StorageError
 from demeter_storage.domain.keys import staging_key, thumbnail_key
 from demeter_storage.domain.lifecycle import LifecycleRule
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
-from demeter_storage.ports import ImageStore, MetadataRepository
+from demeter_storage.ports import ImageStore, MetadataRepository, RemovesLeftovers
 
 if TYPE_CHECKING:
     from demeter_storage.service.config import ServiceConfig
@@ -207,9 +207,8 @@ class Maintenance:
         expired, expired_failed = await self._expire(now)
         leftovers = 0
         for store in self.stores.values():
-            remove_leftovers = getattr(store, "remove_leftovers", None)
-            if remove_leftovers is not None:
-                leftovers += await remove_leftovers(LEFTOVERS_AGE)
+            if isinstance(store, RemovesLeftovers):
+                leftovers += await store.remove_leftovers(LEFTOVERS_AGE)
         report = ReconcileReport(
             abandoned_uploads=tuple(abandoned),
             completed_deletes=tuple(deleted),

@@ -29,9 +29,8 @@ with ``Retry-After`` when the breaker knows it, other failures a short 500.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
-from demeter_storage.adapters.shared.url_signing import UrlSigner
 from demeter_storage.domain.errors import (
     InvalidSignature,
     ObjectExists,
@@ -39,7 +38,7 @@ from demeter_storage.domain.errors import (
     ValidationError,
 )
 from demeter_storage.domain.objects import DEFAULT_CONTENT_TYPE, ObjectInfo
-from demeter_storage.ports import ImageStore
+from demeter_storage.ports import ImageStore, ServesSignedUrls, UrlVerifier
 from demeter_storage.web.forms import read_upload_form
 from demeter_storage.web.http import (
     Exchange,
@@ -82,14 +81,8 @@ _PREFLIGHT: Final = [
 ]
 
 
-class SigningStore(Protocol):
-    """A store whose URLs this app can verify (the local and in-memory stores)."""
-
-    name: str
-
-    async def url_signer(self) -> UrlSigner:
-        """The signer behind the store's ``presign``."""
-        ...
+SigningStore = ServesSignedUrls
+"""A store whose URLs this app can verify (the local and in-memory stores)."""
 
 
 class SignedUrlApp:
@@ -102,7 +95,7 @@ class SignedUrlApp:
 
     def __init__(self, stores: Mapping[str, ImageStore]) -> None:
         for name, store in stores.items():
-            if not callable(getattr(store, "url_signer", None)):
+            if not isinstance(store, ServesSignedUrls):
                 raise TypeError(
                     f"store {name!r} ({type(store).__name__}) has no url_signer(): only the "
                     "local and in-memory stores' URLs are served here (S3 serves its own)"
@@ -113,6 +106,13 @@ class SignedUrlApp:
     def for_service(cls, service: ImageService) -> SignedUrlApp:
         """The app for both buckets of ``service`` (which must not be on S3)."""
         return cls({store.name: store for store in (service.originals, service.visualizations)})
+
+    async def signer(self, bucket: str) -> UrlVerifier:
+        """The verifier of ``bucket``'s URLs (the bucket is one of :attr:`stores`)."""
+        store = self.stores[bucket]
+        if not isinstance(store, ServesSignedUrls):  # pragma: no cover - refused in __init__
+            raise TypeError(f"store {bucket!r} does not sign URLs")
+        return await store.url_signer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection; no exception leaves it (cancellation aside)."""
@@ -141,7 +141,7 @@ class SignedUrlApp:
         store = self.stores.get(bucket)
         if store is None:
             raise Refused(404, "no such bucket")
-        signer: UrlSigner = await store.url_signer()  # type: ignore[attr-defined]
+        signer = await self.signer(bucket)
         if method == "POST":
             await self._post(store, signer, exchange)
             return
@@ -177,7 +177,7 @@ class SignedUrlApp:
         info = await store.put(key, exchange.body(), content_type=pinned, if_absent=True)
         await exchange.respond(200, "", [(b"etag", etag_of(info).encode())])
 
-    async def _post(self, store: ImageStore, signer: UrlSigner, exchange: Exchange) -> None:
+    async def _post(self, store: ImageStore, signer: UrlVerifier, exchange: Exchange) -> None:
         """An upload form (see :meth:`ImageStore.presign_post`), checked as S3 checks it."""
         form = await read_upload_form(exchange.body(), exchange.headers.one("content-type") or "")
         policy = signer.verify_post(form.fields)

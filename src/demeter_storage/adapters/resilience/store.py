@@ -15,7 +15,7 @@ import builtins
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
@@ -31,7 +31,13 @@ from demeter_storage.adapters.resilience.breaker import BreakerEvent, BreakerSta
 from demeter_storage.domain.errors import StorageUnavailable
 from demeter_storage.domain.lifecycle import LifecyclePolicy
 from demeter_storage.domain.objects import HttpMethod, ObjectInfo, PresignedPost, PresignedUrl
-from demeter_storage.ports import ImageStore
+from demeter_storage.ports import (
+    ImageStore,
+    ProvisionsBucket,
+    RemovesLeftovers,
+    ServesSignedUrls,
+    UrlVerifier,
+)
 from demeter_storage.ports.streams import Payload
 
 logger = logging.getLogger(__name__)
@@ -109,11 +115,30 @@ class ResilientImageStore(ImageStore):
     def __repr__(self) -> str:
         return f"ResilientImageStore({self.inner!r}, breaker={self.breaker!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        # Adapter-specific methods (ensure_bucket, verify_url...) pass through.
-        if name.startswith("_") or name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    async def ensure_bucket(self) -> bool:
+        """Create the inner store's bucket, through the breaker; False if it has none to create."""
+        inner = self.inner
+        if not isinstance(inner, ProvisionsBucket):
+            return False
+        return await self._guarded(inner.ensure_bucket)
+
+    async def remove_leftovers(self, older_than: timedelta = timedelta(hours=1)) -> int:
+        """Remove the inner store's leftovers of crashed writes; 0 if it never leaves any."""
+        inner = self.inner
+        if not isinstance(inner, RemovesLeftovers):
+            return 0
+        return await inner.remove_leftovers(older_than)
+
+    async def url_signer(self) -> UrlVerifier:
+        """The inner store's URL verifier.
+
+        Raises:
+            TypeError: the inner store's URLs are served by its own server (S3).
+        """
+        inner = self.inner
+        if not isinstance(inner, ServesSignedUrls):
+            raise TypeError(f"{inner!r} does not sign URLs that our web app serves")
+        return await inner.url_signer()
 
     async def breaker_status(self) -> BreakerStatus:
         """The circuit breaker's state now."""

@@ -19,14 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-import attrs
-
 from demeter_storage.adapters.shared.hmac_sha256 import HmacSha256
 from demeter_storage.domain.errors import ConfigurationError, InvalidSignature, ValidationError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.objects import (
     MAX_PRESIGN_SECONDS,
+    Grant,
     HttpMethod,
+    PostPolicy,
     PresignedPost,
     PresignedUrl,
     put_url_headers,
@@ -242,25 +242,6 @@ class UrlSigner:
         if now > date + expires_in:
             raise InvalidSignature("the URL has expired; request a new one")
         return Grant(key=key, content_type=content_type)
-
-
-@attrs.frozen
-class Grant:
-    """What a verified URL allows: its key and, for a PUT, the content type it pins."""
-
-    key: str
-    content_type: str | None = None
-
-
-@attrs.frozen
-class PostPolicy:
-    """What a verified upload form allows: one key, one content type, a size range."""
-
-    key: str
-    content_type: str
-    min_size: int
-    max_size: int
-    expires_at: datetime
 
 
 def _policy_document(
