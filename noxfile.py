@@ -17,10 +17,12 @@ TEST_EXTRAS = ".[test,postgres,redis,thumbnails,fast]"
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint and formatting."""
-    session.install("ruff>=0.6")
+    """Ruff (lint and formatting) and import-linter (the layers in pyproject.toml)."""
+    session.install("ruff>=0.6", "import-linter>=2.1")
+    session.install("--no-deps", "-e", ".")  # import-linter reads the package's own imports
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session

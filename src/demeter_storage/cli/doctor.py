@@ -97,13 +97,13 @@ async def run_checks() -> int:
 
 
 def _check_credentials(settings: StorageSettings, report: Report) -> None:
-    import boto3  # noqa: PLC0415 - only the S3 backend needs it
+    from demeter_storage.adapters.s3.credentials import find_credentials  # noqa: PLC0415
 
     if settings.aws_access_key_id is not None:
         report.ok("credentials: explicit keys from AWS_ACCESS_KEY_ID")
         return
     try:
-        found = boto3.Session(profile_name=settings.aws_profile).get_credentials()
+        found = find_credentials(settings.aws_profile)
     except Exception as exc:
         report.problem(f"credentials: {exc}", "fix AWS_PROFILE or the shared config files")
         return
@@ -113,7 +113,7 @@ def _check_credentials(settings: StorageSettings, report: Report) -> None:
             "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with a role",
         )
     else:
-        report.ok(f"credentials: found by boto3 ({found.method})")
+        report.ok(f"credentials: found by boto3 ({found})")
 
 
 def _check_root(settings: StorageSettings, report: Report) -> None:
