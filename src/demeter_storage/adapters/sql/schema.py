@@ -1,8 +1,10 @@
-"""The SQL schema of image records, for host apps' migrations and the embedded default.
+"""The SQL schema of image records: the models our Alembic migrations build.
 
-Host apps that manage their schema with Alembic include :data:`metadata` in
-their ``target_metadata`` (or copy :data:`images_table` into a migration); the
-embedded default (SQLite under the storage root) calls :func:`create_schema`.
+The package ships its migrations (:mod:`demeter_storage.adapters.sql.migrations`);
+:func:`create_schema` runs them, so the embedded default (SQLite under the
+storage root) upgrades itself at start-up. Host apps with Alembic environments
+of their own run ours beside theirs (docs/migrations.md) rather than putting
+:data:`metadata` into their ``target_metadata``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 TABLE_NAME: Final = "demeter_images"
 
 metadata = sa.MetaData()
-"""The package's SQLAlchemy ``MetaData``: include it in your Alembic ``target_metadata``."""
+"""The package's SQLAlchemy ``MetaData``: the models our migrations must match (``db check``)."""
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -82,34 +84,18 @@ images_table = sa.Table(
 """The table of image records: one row per original or visualization."""
 
 
-ADDED_COLUMNS: Final = ("etag", "idempotency_key")
-"""Columns added after the first release: :func:`create_schema` adds them to older tables."""
-
-
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create the table and its indexes if they do not exist (the embedded default).
+    """Upgrade the database to the newest schema (the embedded default runs it at start-up).
 
-    A table made by an earlier release gains the columns and index added since
-    (all nullable, so its rows stay valid). Apps with their own migrations
-    should generate them from :data:`metadata` instead.
+    It runs our migrations under a lock, so processes starting at once are
+    safe, and does nothing when the database is up to date. A table made by
+    a release from before migrations keeps its rows and gains what it lacks.
+
+    Raises:
+        ConfigurationError: a newer release of the package migrated the
+            database; nothing is downgraded.
     """
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
-        await connection.run_sync(_add_missing_columns)
+    # The migrations import this module (their models): import them when run.
+    from demeter_storage.adapters.sql import migrations  # noqa: PLC0415
 
-
-def _add_missing_columns(connection: sa.Connection) -> None:
-    present = {column["name"] for column in sa.inspect(connection).get_columns(TABLE_NAME)}
-    for name in ADDED_COLUMNS:
-        if name not in present:
-            column = images_table.c[name]
-            kind = column.type.compile(dialect=connection.dialect)
-            quote = connection.dialect.identifier_preparer
-            connection.execute(
-                sa.text(
-                    f"ALTER TABLE {quote.format_table(images_table)} "
-                    f"ADD COLUMN {quote.quote(name)} {kind}"
-                )
-            )
-    for index in images_table.indexes:
-        index.create(connection, checkfirst=True)
+    await migrations.upgrade(engine)

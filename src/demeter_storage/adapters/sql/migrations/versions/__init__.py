@@ -1,0 +1,1 @@
+"""Our revisions, oldest first (Alembic reads them; nothing imports them)."""
