@@ -1,8 +1,13 @@
-"""What the command-line tests share: a clean working directory and one way to run a command."""
+"""What the command-line tests share: a clean working directory and ways to run a command.
+
+In process through ``run``; as ``python -m demeter_storage.cli`` through
+``cli`` and ``clean_env``, with ``no_traceback`` to check what it wrote.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +36,22 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         code = int(exit_.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment without storage settings, storing under ``tmp_path / "data"``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEMETER_", "S3_", "AWS_"))}
+    env.update(DEMETER_STORAGE_ROOT=str(tmp_path / "data"), DEMETER_THUMBNAILS="0", **extra)
+    return env
+
+
+def cli(*argv: str) -> list[str]:
+    """The command line that runs the command in a fresh interpreter."""
+    return [sys.executable, "-m", "demeter_storage.cli", *argv]
+
+
+def no_traceback(stderr: bytes | str) -> None:
+    """Fail if ``stderr`` holds a traceback or an ignored exception."""
+    text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
+    assert "Traceback" not in text, text
+    assert "Exception ignored" not in text, text

@@ -13,7 +13,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,26 +20,11 @@ import pytest
 
 from demeter_storage.cli import build_parser, main
 from demeter_storage.cli.commands import COMMANDS
+from tests.cli.support import clean_env, cli, no_traceback
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "docs" / "assets" / "sample-leaf.jpg"
 BIG = 3 * 1024 * 1024 + 5  # more than a pipe holds, and more than one chunk
-
-
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEMETER_", "S3_", "AWS_"))}
-    env.update(DEMETER_STORAGE_ROOT=str(tmp_path / "data"), DEMETER_THUMBNAILS="0", **extra)
-    return env
-
-
-def cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "demeter_storage.cli", *argv]
-
-
-def no_traceback(stderr: bytes | str) -> None:
-    text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
-    assert "Traceback" not in text, text
-    assert "Exception ignored" not in text, text
 
 
 @pytest.fixture

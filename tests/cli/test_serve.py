@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_exits import clean_env, cli, no_traceback
+from tests.cli.support import clean_env, cli, no_traceback
 
 pytest.importorskip("uvicorn", reason="the web extra (uvicorn) is not installed")
 
