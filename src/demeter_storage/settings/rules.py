@@ -7,29 +7,30 @@ parse...), so that a bad value stops ``build_service`` before anything is
 written. Rules only look: nothing is created, and the lifecycle file is opened
 without blocking and read only if it is a regular file.
 
+What a driver accepts (a database URL, a Redis URL, an S3 endpoint, region
+or profile) is asked of that driver's adapter, imported only when such a
+value is set, so that reading settings loads no driver.
+
 URLs are shown through :func:`~demeter_storage.domain.urls.mask_url`, so no
 problem ever quotes a password.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy.engine import make_url
 
 from demeter_storage.domain.buckets import bucket_name_problem
 from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.domain.lifecycle import LifecyclePolicy, LifecycleRule
-from demeter_storage.domain.urls import http_url_problem, mask_url, redact, redis_url_problem
+from demeter_storage.domain.urls import http_url_problem, mask_url, redact
 
 if TYPE_CHECKING:
     from demeter_storage.settings.storage import StorageSettings
@@ -40,8 +41,6 @@ EMBEDDED_DATABASE: Final = "demeter.sqlite3"
 SQLITE_SIDE_FILES: Final = ("", "-wal", "-shm", "-journal")
 SQLITE_MAX_PATH_BYTES: Final = 511
 """SQLite's Unix file names hold 512 bytes with the final NUL."""
-_REGION: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
-"""botocore's rule for region names."""
 
 
 def invalid_settings(problems: list[str], note: str | None = None) -> ConfigurationError:
@@ -122,8 +121,12 @@ def _pairs(checked: _Checked) -> Iterator[str]:
     if checked.ok("signing_secret") and secret is not None and len(secret.reveal()) < 16:
         yield "DEMETER_SIGNING_SECRET must be at least 16 characters"
     region = value("aws_region")
-    if checked.ok("aws_region") and region is not None and not _REGION.fullmatch(region):
-        yield f"AWS_REGION={region!r} is not a region name (us-east-1, eu-west-3...)"
+    if checked.ok("aws_region") and region is not None:
+        from demeter_storage.adapters.s3.names import region_problem  # noqa: PLC0415
+
+        problem = region_problem(region)
+        if problem:
+            yield f"AWS_REGION={region!r}: {problem}"
 
 
 def _buckets(checked: _Checked) -> Iterator[str]:
@@ -158,75 +161,38 @@ def _urls(checked: _Checked) -> Iterator[str]:
         problem = rule(url)
         if problem:
             yield f"{checked.env(name)}={mask_url(url)!r}: {redact(problem, url)}"
-    if checked.ok("aws_profile", "backend") and checked.value("backend") == "s3":
-        problem = _profile_problem(checked.value("aws_profile"))
+    profile = checked.value("aws_profile")
+    if (
+        checked.ok("aws_profile", "backend")
+        and checked.value("backend") == "s3"
+        and profile is not None
+    ):
+        from demeter_storage.adapters.s3.names import profile_problem  # noqa: PLC0415
+
+        problem = profile_problem(profile)
         if problem:
-            yield problem
+            yield f"AWS_PROFILE={profile!r}: {problem}"
+
+
+# Each imports its driver's adapter (and so the driver) only when a URL is set.
 
 
 def _endpoint_problem(url: str) -> str | None:
-    # botocore refuses '_' in an endpoint's host (a ValueError quoting the URL).
-    return http_url_problem(url, underscores=False)
+    from demeter_storage.adapters.s3.names import endpoint_problem  # noqa: PLC0415
+
+    return endpoint_problem(url)
 
 
 def _redis_problem(url: str) -> str | None:
-    problem = redis_url_problem(url)
-    if problem:
-        return problem
-    if importlib.util.find_spec("redis") is None:
-        return "needs the redis package: pip install 'demeter-storage[redis]', or unset it"
-    from redis.connection import parse_url  # noqa: PLC0415 - the optional redis extra
+    from demeter_storage.adapters.resilience.redis_url import url_problem  # noqa: PLC0415
 
-    try:
-        parse_url(url)  # type: ignore[no-untyped-call]  # parses its query (socket_timeout=...)
-    except (ValueError, TypeError) as exc:
-        return f"redis cannot use it ({exc})"
-    return None
+    return url_problem(url)
 
 
 def _database_problem(url: str) -> str | None:
-    if "\x00" in url:
-        return "must not contain a NUL character"
-    try:
-        parsed = make_url(url)
-    except Exception:  # ArgumentError, or ValueError from a port that is not a number
-        return "is not a SQLAlchemy URL (dialect+driver://user:password@host:port/database)"
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        return "the port must be from 1 to 65535"
-    try:
-        dialect = parsed.get_dialect()
-    except Exception:  # NoSuchModuleError, or a plugin that fails to load
-        return f"SQLAlchemy has no dialect {parsed.drivername!r} (use postgresql+asyncpg)"
-    if not getattr(dialect, "is_async", False):
-        return (
-            f"{parsed.drivername!r} is not an asyncio driver: use postgresql+asyncpg or "
-            "sqlite+aiosqlite"
-        )
-    try:
-        dialect.import_dbapi()
-    except ImportError as exc:
-        return (
-            f"the driver of {parsed.drivername!r} is not installed ({exc.name}); for "
-            "PostgreSQL: pip install 'demeter-storage[postgres]'"
-        )
-    return None
+    from demeter_storage.adapters.sql.urls import database_url_problem  # noqa: PLC0415
 
-
-def _profile_problem(profile: str | None) -> str | None:
-    if profile is None:
-        return None
-    import botocore.session  # noqa: PLC0415 - only the S3 backend needs it
-
-    try:
-        known = botocore.session.Session().available_profiles
-    except Exception as exc:  # an unreadable or malformed shared config file
-        return f"AWS_PROFILE={profile!r}: the AWS config files cannot be read ({exc})"
-    if profile not in known:
-        return (
-            f"AWS_PROFILE={profile!r} is in none of the AWS config files "
-            f"(known: {', '.join(sorted(known)) or 'none'})"
-        )
-    return None
+    return database_url_problem(url)
 
 
 def _paths(checked: _Checked) -> Iterator[str]:

@@ -17,7 +17,6 @@ from typing import Any, Final
 
 import attrs
 import cattrs
-from sqlalchemy.engine import URL
 
 from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.domain.lifecycle import MAX_DAYS as MAX_LIFECYCLE_DAYS
@@ -386,10 +385,10 @@ class StorageSettings:
     @property
     def embedded_database_url(self) -> str:
         """The default database: SQLite under the storage root."""
-        # Built, not formatted: a '?', '#' or '%' in the root must stay part of the path.
-        path = os.path.abspath(os.fspath(self.storage_root / EMBEDDED_DATABASE))
-        url = URL.create("sqlite+aiosqlite", database=path)
-        return url.render_as_string(hide_password=False)
+        # The SQL driver builds the URL; SQLAlchemy loads only when it is asked for.
+        from demeter_storage.adapters.sql.urls import sqlite_file_url  # noqa: PLC0415
+
+        return sqlite_file_url(os.path.abspath(os.fspath(self.storage_root / EMBEDDED_DATABASE)))
 
 
 def settings_table() -> list[tuple[str, str, str]]:
