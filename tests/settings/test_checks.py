@@ -225,6 +225,8 @@ async def test_numbers_given_in_code_are_checked_by_build_service(field: str, va
         ("max_concurrent_decodes", 2.5),
         ("backend", "ftp"),
         ("database_url", b"sqlite+aiosqlite://"),
+        ("retry_attempts", None),
+        ("s3_addressing_style", "PATH"),
     ],
 )
 def test_values_of_the_wrong_type_given_in_code_are_configuration_errors(
@@ -381,6 +383,21 @@ def test_a_malformed_s3_endpoint_url_is_refused(url: str) -> None:
 def test_the_aws_region_is_checked() -> None:
     assert "AWS_REGION" in refused({"AWS_REGION": "us-east-1/../x"})
     assert StorageSettings.from_env({"AWS_REGION": "eu-west-3"}).aws_region == "eu-west-3"
+
+
+def test_the_aws_profile_is_checked_on_the_s3_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text("[profile photos]\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    s3 = {"DEMETER_STORAGE_BACKEND": "s3", "DEMETER_STORAGE_ROOT": str(tmp_path)}
+    message = refused({**s3, "AWS_PROFILE": "nope"})
+    assert "AWS_PROFILE='nope': no AWS config file has it (known: photos)" in message
+    assert StorageSettings.from_env({**s3, "AWS_PROFILE": "photos"}).aws_profile == "photos"
+    # Only the S3 backend uses it.
+    StorageSettings.from_env({"DEMETER_STORAGE_ROOT": str(tmp_path), "AWS_PROFILE": "nope"})
 
 
 # One error for everything.
