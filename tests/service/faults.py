@@ -1,4 +1,8 @@
-"""A store wrapper that fails the operations it is told to, for fault injection."""
+"""Fault injection: a store that fails the operations it is told to, and crashes at a step.
+
+``FaultyStore`` wraps a store; ``Faults.checkpoint`` is the service's checkpoint
+hook, raising ``Crash`` (the process dies) or an ordinary error at a named step.
+"""
 
 from __future__ import annotations
 
@@ -80,3 +84,22 @@ class FaultyStore(ImageStore):
         return await self.inner.presign(
             key, expires_in=expires_in, method="PUT", content_type=content_type
         )
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after this point runs, no cleanup either."""
+
+
+class Faults:
+    """A checkpoint hook: at the step in ``step``, once, a crash or an error."""
+
+    def __init__(self) -> None:
+        self.step: tuple[str, str] | None = None
+
+    async def checkpoint(self, name: str) -> None:
+        if self.step is not None and self.step[1] == name:
+            kind, _ = self.step
+            self.step = None
+            if kind == "crash":
+                raise Crash(name)
+            raise RuntimeError(f"injected error after {name}")

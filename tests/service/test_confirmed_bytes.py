@@ -16,7 +16,7 @@ from demeter_storage.adapters.resilience.store import ResilientImageStore
 from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.web.app import SignedUrlApp
 from tests.service.conftest import Stack, jpeg
-from tests.service.test_direct_uploads import post_form
+from tests.service.forms import post_form
 
 
 async def test_replaying_a_form_after_completion_changes_nothing(stack: Stack) -> None:

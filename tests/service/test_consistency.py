@@ -25,14 +25,10 @@ from demeter_storage.domain.records import ImageState
 from demeter_storage.service.maintenance import Maintenance
 from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg, png
-from tests.service.faults import FaultyStore
+from tests.service.faults import Crash, Faults, FaultyStore
 
 UPLOAD_STEPS = ("record_written", "object_written", "thumbnail_written", "marked_ready")
 DELETE_STEPS = ("marked_deleting", "objects_deleted", "rows_removed")
-
-
-class Crash(BaseException):
-    """The process dies here: nothing after this point runs, no cleanup either."""
 
 
 faults = st.one_of(
@@ -50,19 +46,6 @@ operations = st.lists(
     min_size=1,
     max_size=7,
 )
-
-
-class Faults:
-    def __init__(self) -> None:
-        self.step: tuple[str, str] | None = None
-
-    async def checkpoint(self, name: str) -> None:
-        if self.step is not None and self.step[1] == name:
-            kind, _ = self.step
-            self.step = None
-            if kind == "crash":
-                raise Crash(name)
-            raise RuntimeError(f"injected error after {name}")
 
 
 async def _chunks(data: bytes) -> Any:

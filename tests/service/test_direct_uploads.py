@@ -9,40 +9,16 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-import httpx
 import pytest
 
-from demeter_storage import DirectUpload, UploadAlreadyCompleted, ValidationError
-from demeter_storage.adapters.resilience.store import ResilientImageStore
+from demeter_storage import UploadAlreadyCompleted, ValidationError
 from demeter_storage.domain.errors import ImageAlreadyExists, ImageNotFound
 from demeter_storage.domain.records import ImageState
 from demeter_storage.service.schemas import UploadRequest
-from demeter_storage.web.app import SignedUrlApp
 from tests.service.conftest import Stack, StackFactory, jpeg, png
+from tests.service.forms import post_form
 
 MiB = 1024 * 1024
-
-
-async def post_form(
-    stack: Stack,
-    upload: DirectUpload,
-    body: bytes,
-    *,
-    fields: dict[str, str] | None = None,
-    file_type: str = "image/jpeg",
-) -> httpx.Response:
-    """Send the upload form as a browser would: the fields, then the file."""
-    form = dict(upload.fields) if fields is None else fields
-    files = {"file": ("photo.jpg", body, file_type)}
-    store = stack.originals
-    if isinstance(store, ResilientImageStore):  # S3: the server itself
-        async with httpx.AsyncClient(timeout=30) as client:
-            return await client.post(upload.url, data=form, files=files)
-    # The app serves stores by bucket name, wherever their URLs say it is mounted
-    # (the in-memory store's say memory://).
-    transport = httpx.ASGITransport(app=SignedUrlApp({store.name: store}))
-    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
-        return await client.post(f"http://testserver/{store.name}", data=form, files=files)
 
 
 async def test_a_posted_photo_becomes_a_ready_image(stack: Stack) -> None:

@@ -18,8 +18,7 @@ from demeter_storage import ImageAlreadyExists, StorageError, ValidationError
 from demeter_storage.domain.records import ImageState
 from demeter_storage.service.schemas import UploadRequest
 from tests.service.conftest import Stack, StackFactory, jpeg
-from tests.service.faults import FaultyStore
-from tests.service.test_consistency import Crash, Faults
+from tests.service.faults import Crash, Faults, FaultyStore
 
 
 def _request(name: str = "a.jpg", key: str | None = None) -> UploadRequest:
