@@ -22,8 +22,6 @@ from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.settings.storage import StorageSettings, settings_table
 from tests.service.conftest import jpeg
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
-
 
 def refused(environ: dict[str, str]) -> str:
     """The message of the ConfigurationError ``from_env`` raises for ``environ``."""
@@ -458,12 +456,6 @@ async def test_the_orphan_grace_reaches_the_service() -> None:
         assert service.config.orphan_grace == timedelta(seconds=600)
     finally:
         await service.aclose()
-
-
-def test_the_configuration_page_has_each_settings_row_as_the_code_describes_it() -> None:
-    page = DOCS.read_text()
-    for variable, default, meaning in settings_table():
-        assert f"| `{variable}` | {default} | {meaning} |" in page, variable
 
 
 async def test_a_storage_root_the_file_system_refuses_to_create_is_a_configuration_error() -> None:

@@ -1,10 +1,10 @@
 r"""Settings from environment variables, with the seed card's names.
 
 Every setting has a default and one variable; :func:`settings_table` lists
-them (a test checks that the configuration page of the docs lists each). The
-environment is structured by the cattrs converter of
-:mod:`demeter_storage.settings.parsing`; bad values give one
-:class:`~demeter_storage.domain.errors.ConfigurationError` listing every
+them, and :func:`settings_markdown` writes the table of the configuration
+page from the same field metadata. The environment is structured by the
+cattrs converter of :mod:`demeter_storage.settings.parsing`; bad values give
+one :class:`~demeter_storage.domain.errors.ConfigurationError` listing every
 problem (the rules are in :mod:`demeter_storage.settings.rules`); secrets are
 :class:`~demeter_storage.domain.secrets.Secret`\\ s, and URLs that may hold a
 password show masked in ``repr`` and in every problem.
@@ -48,6 +48,7 @@ __all__ = [
     "ExpiredRecords",
     "S3Engine",
     "StorageSettings",
+    "settings_markdown",
     "settings_table",
 ]
 _ENDPOINT_FALLBACKS: Final = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -382,3 +383,10 @@ def settings_table() -> list[tuple[str, str, str]]:
         shown = "(none)" if default is None else f"`{default}`"
         rows.append((field.metadata["env"], shown, field.metadata["help"]))
     return rows
+
+
+def settings_markdown() -> str:
+    """The settings table of ``docs/configuration.md``, as Markdown (one line a setting)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{env}` | {default} | {meaning} |" for env, default, meaning in settings_table()]
+    return "\n".join(lines) + "\n"
