@@ -73,15 +73,12 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark suite: starts SeaweedFS itself and writes docs/benchmarks.md.
+    """The benchmarks: start SeaweedFS, save benchmarks/results/*.json, render docs/benchmarks.md.
 
-    run_all.py's options go after ``--``; ``--output FILE`` writes the page elsewhere.
+    run_all.py's options go after ``--``: ``--quick``, ``--only SECTION ...``, ``--rounds N``.
     """
-    session.install("-e", ".[test,postgres,redis,fast]", "pyinstrument")
-    options = list(session.posargs)
-    if not any(option == "--output" or option.startswith("--output=") for option in options):
-        options += ["--output", "docs/benchmarks.md"]
-    session.run("python", "benchmarks/run_all.py", *options)
+    session.install("-e", ".[test,postgres,redis,fast]")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
 
 
 @nox.session
