@@ -12,7 +12,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
-TEST_EXTRAS = ".[test,postgres,redis,thumbnails,fast]"
+TEST_EXTRAS = ".[test,postgres,redis,thumbnails,fast,fastapi]"
 
 
 @nox.session
