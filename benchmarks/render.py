@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
-SECTIONS: Final = ("presign", "small", "large", "service", "local", "breaker")
+SECTIONS: Final = ("presign", "small", "large", "service", "local")
 AB_START: Final = "<!-- ab-optimisations:start -->"
 AB_END: Final = "<!-- ab-optimisations:end -->"
 
@@ -57,7 +57,7 @@ def targets_block(results: Sequence[dict[str, Any]]) -> str:
                 low = figure(entry["low"], unit).removesuffix("x")
                 spread = f"{low}-{figure(entry['high'], unit)}"
                 measured = f"{figure(entry['value'], unit)}{suffix} ({spread}; {entry['basis']})"
-            goal = f"{entry['op']} {figure(entry['goal'], unit)}{suffix}"
+            goal = f"{entry['op']} {entry['goal']:,g}{unit if unit == 'x' else suffix}"
             rows.append([entry["name"], measured, goal, verdict(entry)])
     return table(["target", "measured", "goal", "met?"], rows)
 

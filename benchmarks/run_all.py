@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/run_all.py [--quick] [--only SECTION ...] [--rounds N]
 [--seed N] [--results DIR] [--output FILE]``. Sections: presign, small, large,
-service, local, breaker. Each writes ``DIR/SECTION.json`` (default
+service, local. Each writes ``DIR/SECTION.json`` (default
 ``benchmarks/results``); the run's machine and timings go to ``DIR/run.json``;
 then ``render.py`` rewrites the tables of ``FILE`` (default ``docs/benchmarks.md``).
 """
@@ -10,7 +10,6 @@ then ``render.py`` rewrites the tables of ``FILE`` (default ``docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -37,24 +36,19 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _grep(path: str, pattern: str) -> str:
-    with contextlib.suppress(OSError):
-        found = re.search(pattern, Path(path).read_text(), re.M)
-        if found:
-            return found.group(1).strip()
-    return "unknown"
+def _stdout(*command: str) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def machine() -> dict[str, str]:
     """The machine and the software versions the figures were measured with."""
-    cpu = _grep("/proc/cpuinfo", r"^model name\s*:\s*(.+)$")
-    kib = _grep("/proc/meminfo", r"^MemTotal:\s+(\d+)")
-    weed = subprocess.run(
-        [weed_binary() or "weed", "version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MiB / 1024
+    weed = _stdout(weed_binary() or "weed", "version")
     return {
-        "CPU": f"{cpu}, {os.cpu_count()} cores",
-        "RAM": f"{int(kib) / MiB:.1f} GiB" if kib.isdigit() else kib,
+        "commit": _stdout("git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"),
+        "CPU": f"{found.group(1) if found else 'unknown'}, {os.cpu_count()} cores",
+        "RAM": f"{ram:.1f} GiB",
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "boto3 / botocore": f"{_version('boto3')} / {_version('botocore')}",
