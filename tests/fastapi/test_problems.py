@@ -123,3 +123,49 @@ async def test_the_override_is_one_line(memory_image_service: ImageService) -> N
     app.dependency_overrides[get_image_service] = lambda: memory_image_service
     async for client in client_for(app):
         assert (await client.get(f"{PREFIX}/sessions/s/images")).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Range": "bytes=0-9"}], ids=["whole", "range"])
+async def test_a_store_down_before_the_first_byte_is_a_503_not_a_broken_200(
+    memory_image_service: ImageService, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    from demeter_storage.service.schemas import UploadRequest  # noqa: PLC0415
+    from tests.fastapi.support import PHOTO  # noqa: PLC0415
+
+    image = await memory_image_service.upload_original(
+        PHOTO, "s", UploadRequest("a.jpg", "image/jpeg")
+    )
+
+    def down(*args: object, **kwargs: object) -> object:
+        async def chunks() -> Any:
+            raise StorageUnavailable("the store is down", retry_after=3)
+            yield b""
+
+        return chunks()
+
+    monkeypatch.setattr(memory_image_service.originals, "stream", down)
+    async for client in client_for(make_app(memory_image_service)):
+        answer = await client.get(f"{PREFIX}/images/{image.image_id}/content", headers=headers)
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "3"
+
+
+async def test_http_errors_of_the_host_become_problems_with_their_headers(
+    memory_image_service: ImageService,
+) -> None:
+    from fastapi import HTTPException  # noqa: PLC0415
+
+    def nobody() -> None:
+        raise HTTPException(401, "log in", headers={"WWW-Authenticate": "Bearer"})
+
+    async for client in client_for(make_app(memory_image_service, authenticate=nobody)):
+        answer = await client.get(f"{PREFIX}/sessions/s/images")
+        garbage = await client.post(
+            f"{PREFIX}/presigned-urls",
+            content=b"\xff{",
+            headers={"content-type": "application/json"},
+        )
+    assert (answer.status_code, answer.headers["www-authenticate"]) == (401, "Bearer")
+    assert answer.json()["detail"] == "log in"
+    assert answer.headers["content-type"] == PROBLEM
+    assert garbage.status_code in (400, 401)

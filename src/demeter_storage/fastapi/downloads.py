@@ -2,9 +2,10 @@
 
 The ETag is the image's recorded SHA-256 (quoted), so it changes exactly when
 the bytes do and needs no request to the store. A whole download streams
-through the service, which checks the SHA-256 at the end (a mismatch cuts the
-body short: the client sees fewer bytes than ``Content-Length``); a range
-streams from the store, skipping to its start.
+through the service, which checks the SHA-256 at the end: the last chunk waits
+for that check, so a damaged object is a 502 (one chunk) or a body cut short of
+its ``Content-Length`` (several), never a complete-looking answer. A range
+streams from the store, skipping to its start (a part cannot be checked).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from urllib.parse import quote
 from demeter_storage.service.image_service import ImageService
 from demeter_storage.service.schemas import ImageResponse
 
-__all__ = ["CHUNK_SIZE", "Unsatisfiable", "byte_range", "content_disposition", "etag", "matches"]
+__all__ = [
+    "CHUNK_SIZE",
+    "Unsatisfiable",
+    "byte_range",
+    "content_disposition",
+    "etag",
+    "matches",
+    "primed",
+]
 
 CHUNK_SIZE: Final = 256 * 1024
 _RANGE: Final = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})", re.IGNORECASE | re.ASCII)
@@ -73,10 +82,23 @@ def content_disposition(filename: str) -> str:
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-async def whole(service: ImageService, image: ImageResponse) -> AsyncIterator[bytes]:
-    """The image's bytes, checked against its SHA-256 by the service."""
-    async for chunk in service.stream_original(image.s3_key, image.bucket, chunk_size=CHUNK_SIZE):
-        yield chunk
+async def whole(
+    service: ImageService, image: ImageResponse, chunk_size: int = CHUNK_SIZE
+) -> AsyncIterator[bytes]:
+    """The image's bytes, checked against its SHA-256 by the service; the last chunk held back.
+
+    The service checks the digest after the last chunk; holding that chunk
+    back until then means a damaged object is never delivered whole: an
+    object of one chunk fails before the headers (a 502), a longer one ends
+    short of its ``Content-Length``, which every client reports as an error.
+    """
+    held: bytes | None = None
+    async for chunk in service.stream_original(image.s3_key, image.bucket, chunk_size=chunk_size):
+        if held is not None:
+            yield held
+        held = chunk
+    if held is not None:
+        yield held
 
 
 async def part(
@@ -97,3 +119,23 @@ async def part(
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` with its first chunk read now, before any header is sent.
+
+    A store that is down or an object that is gone fails here, while the
+    answer can still be a 503 or a 404; later failures can only cut the body short.
+    """
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return _replay(b"", chunks)
+    return _replay(first, chunks)
+
+
+async def _replay(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk

@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from demeter_storage.domain.errors import (
     ConfigurationError,
@@ -48,6 +48,7 @@ from demeter_storage.domain.errors import (
 )
 from demeter_storage.fastapi.models import Problem
 from demeter_storage.service.ownership import LostOwnership
+from fastapi import FastAPI, Request
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -155,6 +156,14 @@ async def _storage_error(request: Request, exc: Exception) -> ProblemResponse:
     return response
 
 
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code < 400:  # a redirect or a 304 raised as an exception: no problem body
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem(exc.status_code, detail, request.url.path, headers=exc.headers)
+
+
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _field_errors(exc.errors())
@@ -163,24 +172,26 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 
 
 def install_exception_handlers(app: FastAPI) -> None:
-    """Answer every error of the package, and refused request fields, as problem+json.
+    """Answer every error of the package, refused fields and HTTP errors as problem+json.
 
     Registers handlers for :class:`~demeter_storage.StorageError` (and so every
-    typed error), :class:`Denied`, :class:`TooLarge` and FastAPI's
-    ``RequestValidationError`` (422, listing the refused fields). The host's
-    own ``HTTPException`` answers are left as they are.
+    typed error), :class:`Denied`, :class:`TooLarge`, FastAPI's
+    ``RequestValidationError`` (422, listing the refused fields) and
+    Starlette's ``HTTPException`` (a body FastAPI cannot parse is its 400; the
+    host's own 401s keep their status and headers, ``WWW-Authenticate`` say).
     """
     app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(Denied, _storage_error)
     app.add_exception_handler(TooLarge, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_exception)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for ``statuses``, each a problem+json body."""
     schema = Problem.model_json_schema()
     described = {
-        400: "The request's body is not a well-formed form.",
+        400: "The body cannot be parsed (JSON that is not JSON, say).",
         403: "The authorizer refused the request; nothing was changed.",
         404: "No such image (or it is being uploaded or deleted).",
         409: "The key is taken, or the upload is completed already.",

@@ -18,13 +18,12 @@ from datetime import timedelta
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import pydantic
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import StreamingResponse
 
 from demeter_storage.domain.errors import ImageNotFound, ValidationError
-from demeter_storage.domain.images import normalise_image_type
+from demeter_storage.domain.images import ACCEPTED_TYPES, normalise_image_type
 from demeter_storage.domain.keys import validate_session_id
 from demeter_storage.fastapi import downloads
 from demeter_storage.fastapi.forms import FILE_FIELD, FormRefused, StreamedForm, open_form
@@ -42,6 +41,7 @@ from demeter_storage.fastapi.models import (
 from demeter_storage.fastapi.problems import Denied, TooLarge, problem_responses
 from demeter_storage.service.image_service import ImageService
 from demeter_storage.service.schemas import ImageResponse
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 __all__ = ["Action", "Authorizer", "allow_all", "anonymous", "images_router"]
 
@@ -116,7 +116,12 @@ def _multipart_body(model: type[pydantic.BaseModel], file_description: str) -> d
                 f"A {_MULTIPART} form: the fields, then the image as the last part, named "
                 f"{FILE_FIELD!r} (it streams to the store as it arrives)."
             ),
-            "content": {_MULTIPART: {"schema": _form_schema(model, file_description)}},
+            "content": {
+                _MULTIPART: {
+                    "schema": _form_schema(model, file_description),
+                    "encoding": {FILE_FIELD: {"contentType": ", ".join(ACCEPTED_TYPES)}},
+                }
+            },
         }
     }
 
@@ -348,7 +353,12 @@ def _upload_routes(router: APIRouter, ctx: _Routing) -> None:
         form = await open_form(request)
         fields = _parse(VisualizationUploadRequest, _fields(form, VisualizationUploadRequest))
         if fields.parent_id is not None:
-            parent = await service.get_image(fields.parent_id)  # 404 for no such original
+            try:
+                parent = await service.get_image(fields.parent_id)
+            except ImageNotFound:  # a field of the form, not the resource asked for: 422
+                raise ValidationError(
+                    f"parent_id {fields.parent_id} is not a ready original image"
+                ) from None
             if parent.session_id != session:
                 raise ValidationError(
                     f"parent_id {fields.parent_id} is an image of another session; link "
@@ -443,13 +453,15 @@ def _read_routes(router: APIRouter, ctx: _Routing) -> None:
         if wanted is None:
             headers["Content-Length"] = str(size)
             return StreamingResponse(
-                downloads.whole(service, image), media_type=image.content_type, headers=headers
+                await downloads.primed(downloads.whole(service, image)),
+                media_type=image.content_type,
+                headers=headers,
             )
         start, end = wanted
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
         return StreamingResponse(
-            downloads.part(service, image, start, end),
+            await downloads.primed(downloads.part(service, image, start, end)),
             status_code=206,
             media_type=image.content_type,
             headers=headers,
@@ -460,7 +472,7 @@ def _read_routes(router: APIRouter, ctx: _Routing) -> None:
         response_model=PresignedUrlResponse,
         operation_id=ctx.operation("create_presigned_url"),
         summary="Create a presigned download URL",
-        responses=problem_responses(403, 404, 422, 503),
+        responses=problem_responses(400, 403, 404, 422, 503),
     )
     async def create_presigned_url(
         body: PresignedUrlRequest,
@@ -512,7 +524,7 @@ def _change_routes(router: APIRouter, ctx: _Routing) -> None:
         response_model=DirectUploadResponse,
         operation_id=ctx.operation("begin_direct_upload"),
         summary="Begin an upload the client posts straight to the store",
-        responses=problem_responses(403, 409, 422, 503),
+        responses=problem_responses(400, 403, 409, 422, 503),
     )
     async def begin_direct_upload(
         session_id: str,
