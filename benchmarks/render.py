@@ -45,6 +45,14 @@ def verdict(entry: dict[str, Any]) -> str:
     return "met" if met else "**missed**"
 
 
+def measured_figure(entry: dict[str, Any]) -> str:
+    """A target's figure; a ratio that two decimals would round onto its goal gets three."""
+    rounded = verdict({**entry, "value": round(entry["value"], 2)})
+    if entry["unit"] == "x" and rounded != verdict(entry):
+        return f"{entry['value']:.3f}x"  # 0.896x is no 0.90x: a missed target must not look met
+    return figure(entry["value"], entry["unit"])
+
+
 def targets_block(results: Sequence[dict[str, Any]]) -> str:
     """Every section's targets: the figure, the goal, met or missed."""
     rows = []
@@ -56,7 +64,7 @@ def targets_block(results: Sequence[dict[str, Any]]) -> str:
             if entry["value"] is not None:
                 low = figure(entry["low"], unit).removesuffix("x")
                 spread = f"{low}-{figure(entry['high'], unit)}"
-                measured = f"{figure(entry['value'], unit)}{suffix} ({spread}; {entry['basis']})"
+                measured = f"{measured_figure(entry)}{suffix} ({spread}; {entry['basis']})"
             goal = f"{entry['op']} {entry['goal']:,g}{unit if unit == 'x' else suffix}"
             rows.append([entry["name"], measured, goal, verdict(entry)])
     return table(["target", "measured", "goal", "met?"], rows)

@@ -75,6 +75,17 @@ def test_a_missed_target_is_shown_missed_with_its_figure(
     assert "| up x16 | resilient | 500 | 450-520 | 0.91x | 125 |" in text
 
 
+def test_a_figure_just_under_its_goal_is_not_rounded_up_to_it(
+    render: ModuleType, tmp_path: Path
+) -> None:
+    write(tmp_path / "results", small_result(0.9496))
+    page = tmp_path / "benchmarks.md"
+    render.render(page, tmp_path / "results")
+    assert "| 0.950x (0.80-1.02x; median of per-round ratios) | >= 0.95x | **missed** |" in (
+        page.read_text()
+    )
+
+
 def test_a_met_target_is_shown_met(render: ModuleType, tmp_path: Path) -> None:
     write(tmp_path / "results", small_result(0.97))
     page = tmp_path / "benchmarks.md"
