@@ -20,19 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from common import (
-    BENCH_DIR,
-    MiB,
-    Summary,
-    create_buckets,
-    log,
-    paired,
-    row,
-    seaweedfs,
-    server_client,
-    shuffled,
-    target,
-)
+import common
+from common import MiB
 
 from demeter_storage.testing.seaweedfs import SeaweedFSServer
 
@@ -66,7 +55,7 @@ def spawn(server: SeaweedFSServer, name: str, direction: str, file: Path, size: 
         "repeats": 3 if direction == "down" else 1,
     }
     done = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "transfer_child.py"), json.dumps(spec)],
+        [sys.executable, str(common.BENCH_DIR / "transfer_child.py"), json.dumps(spec)],
         capture_output=True,
         text=True,
         env={**os.environ, "DEMETER_BENCH_SECRET_KEY": server.secret_key.reveal()},
@@ -97,8 +86,8 @@ def measure(
             file.write(os.urandom(MiB))
     expected = sha256(source)
     buckets = [spec["bucket"] for spec in CONTENDERS.values()]
-    create_buckets(server, buckets)
-    client = server_client(server)
+    common.create_buckets(server, buckets)
+    client = common.server_client(server)
     for bucket in buckets:  # SeaweedFS allocates a bucket's volumes on its first write
         client.put_object(Bucket=bucket, Key="warm", Body=b"warm")
     client.close()
@@ -109,14 +98,16 @@ def measure(
     }
     for number in range(1, rounds + 1):
         for direction in ("up", "down"):
-            for name in shuffled(list(CONTENDERS), shuffler):
+            for name in common.shuffled(list(CONTENDERS), shuffler):
                 path = source if direction == "up" else target_file
                 result = spawn(server, name, direction, path, size)
                 if direction == "down" and sha256(target_file) != expected:
                     raise AssertionError(f"{name} downloaded other bytes")
                 mib_s = size / MiB / result["seconds"]
                 figures[(direction, name)].append((mib_s, result["peak_rss_mib"]))
-                log(f"large round {number}/{rounds} {direction:>4} {name:<22} {mib_s:7.1f} MiB/s")
+                common.log(
+                    f"large round {number}/{rounds} {direction:>4} {name:<22} {mib_s:7.1f} MiB/s"
+                )
     return figures
 
 
@@ -124,12 +115,12 @@ def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
     """Measure on a fresh server; the section's result."""
     rounds = rounds or (1 if quick else 3)
     size = (32 if quick else 256) * MiB
-    with seaweedfs() as server, tempfile.TemporaryDirectory(prefix="demeter-large-") as work:
+    with common.seaweedfs() as server, tempfile.TemporaryDirectory(prefix="demeter-large-") as work:
         figures = measure(server, Path(work), size, rounds, seed)
     speed = {key: [mib_s for mib_s, _ in pairs] for key, pairs in figures.items()}
     rss = {key: [peak for _, peak in pairs] for key, pairs in figures.items()}
     rows = [
-        row(
+        common.row(
             name,
             speed[(direction, name)],
             case=direction,
@@ -141,18 +132,32 @@ def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
     targets, mib = [], size // MiB
     for store in ("`S3ImageStore`", "`ObstoreImageStore`"):
         up, down = speed[("up", store)], speed[("down", store)]
-        peak, versus = Summary.of(rss[("up", store)]), speed[("down", "raw boto3")]
+        peak, versus = common.Summary.of(rss[("up", store)]), speed[("down", "raw boto3")]
         targets += [
-            target(f"{store} {mib} MiB upload", ">=", UPLOAD_TARGET, "MiB/s", Summary.of(up)),
-            target(f"{store} {mib} MiB upload, peak RSS", "<=", RSS_TARGET, "MiB", peak),
-            target(
-                f"{store} {mib} MiB download vs raw boto3", ">=", 0.95, "x", paired(down, versus)
+            common.target(
+                f"{store} {mib} MiB upload",
+                ">=",
+                UPLOAD_TARGET,
+                "MiB/s",
+                common.Summary.of(up),
+            ),
+            common.target(f"{store} {mib} MiB upload, peak RSS", "<=", RSS_TARGET, "MiB", peak),
+            common.target(
+                f"{store} {mib} MiB download vs raw boto3",
+                ">=",
+                0.95,
+                "x",
+                common.paired(down, versus),
             ),
         ]
     return {
         "title": "One large object up and down",
         "unit": "MiB/s",
-        "parameters": {"rounds": rounds, "MiB": size // MiB, "downloads per child": 3},
+        "parameters": {
+            "rounds": rounds,
+            "MiB": size // MiB,
+            "downloads per child": 3,
+        },
         "rows": rows,
         "targets": targets,
     }

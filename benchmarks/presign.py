@@ -19,19 +19,7 @@ from typing import Any, Final
 from unittest import mock
 
 import boto3
-from common import (
-    Summary,
-    built_store,
-    create_buckets,
-    log,
-    paired,
-    raw_obstore,
-    row,
-    seaweedfs,
-    server_client,
-    shuffled,
-    target,
-)
+import common
 
 from demeter_storage import ImageStore, ResilientImageStore, S3ImageStore
 from demeter_storage.testing.seaweedfs import REGION, SeaweedFSServer
@@ -48,6 +36,7 @@ DEFAULT_STORE: Final = '`S3ImageStore.presign`, built from a default `boto3.clie
 RESILIENT: Final = "`ResilientImageStore(S3ImageStore).presign`"
 OBSTORE_STORE: Final = "`ObstoreImageStore.presign` (as `S3_ENGINE=obstore` builds it)"
 OBSTORE_SIGN: Final = "obstore `sign`"
+STORES: Final = (STORE, DEFAULT_STORE, RESILIENT, OBSTORE_STORE)
 URLS_TARGET: Final = 100_000.0
 RATIO_TARGET: Final = 12.0
 
@@ -68,51 +57,41 @@ def default_client(server: SeaweedFSServer) -> Any:
         return boto3.client("s3")
 
 
-def _sync(sign: Callable[[str], str]) -> Sign:
-    async def signer(key: str) -> str:
-        return sign(key)
-
-    return signer
-
-
-def _store(store: ImageStore) -> Sign:
-    async def signer(key: str) -> str:
-        return (await store.presign(key, expires_in=EXPIRES)).url
-
-    return signer
-
-
-def _boto3(client: Any) -> Callable[[str], str]:
-    def sign(key: str) -> str:
+def boto3_signer(client: Any) -> Sign:
+    async def sign(key: str) -> str:
         params = {"Bucket": BUCKET, "Key": key}
         return str(client.generate_presigned_url("get_object", Params=params, ExpiresIn=EXPIRES))
 
     return sign
 
 
-async def contenders(
-    server: SeaweedFSServer,
-) -> tuple[dict[str, Sign], list[ImageStore], Any]:
+def store_signer(store: ImageStore) -> Sign:
+    async def sign(key: str) -> str:
+        return (await store.presign(key, expires_in=EXPIRES)).url
+
+    return sign
+
+
+async def contenders(server: SeaweedFSServer) -> tuple[dict[str, Sign], list[ImageStore], Any]:
     """Every contender's signer, the stores and the default client (to close afterwards)."""
-    store = S3ImageStore(BUCKET, config=server.s3_config())
-    plain = default_client(server)
-    from_default = S3ImageStore(BUCKET, client=plain)
-    resilient = ResilientImageStore(S3ImageStore(BUCKET, config=server.s3_config()))
-    obstore_store = await built_store(server, BUCKET, engine="obstore")
-    signers: dict[str, Sign] = {
-        BOTO3: _sync(_boto3(store.client)),
-        STORE: _store(store),
-        DEFAULT_BOTO3: _sync(_boto3(plain)),
-        DEFAULT_STORE: _store(from_default),
-        RESILIENT: _store(resilient),
-        OBSTORE_STORE: _store(obstore_store),
-    }
     import obstore  # noqa: PLC0415 - the optional `fast` extra
 
-    raw = raw_obstore(server, BUCKET)
-    expiry = timedelta(seconds=EXPIRES)
-    signers[OBSTORE_SIGN] = _sync(lambda key: str(obstore.sign(raw, "GET", key, expiry)))
-    return signers, [store, from_default, resilient, obstore_store], plain
+    store = S3ImageStore(BUCKET, config=server.s3_config())
+    plain = default_client(server)
+    stores = [
+        store,
+        S3ImageStore(BUCKET, client=plain),
+        ResilientImageStore(S3ImageStore(BUCKET, config=server.s3_config())),
+        await common.built_store(server, BUCKET, engine="obstore"),
+    ]
+    raw, expiry = common.raw_obstore(server, BUCKET), timedelta(seconds=EXPIRES)
+
+    async def obstore_sign(key: str) -> str:
+        return str(obstore.sign(raw, "GET", key, expiry))
+
+    signers = {BOTO3: boto3_signer(store.client), DEFAULT_BOTO3: boto3_signer(plain)}
+    signers |= {name: store_signer(each) for name, each in zip(STORES, stores, strict=True)}
+    return {**signers, OBSTORE_SIGN: obstore_sign}, stores, plain
 
 
 def fetch(url: str) -> bytes:
@@ -125,8 +104,8 @@ async def measure(
     server: SeaweedFSServer, rounds: int, seconds: float, seed: int | None
 ) -> dict[str, list[float]]:
     """URLs per second of every contender, one figure per round."""
-    create_buckets(server, [BUCKET])
-    client = server_client(server)
+    common.create_buckets(server, [BUCKET])
+    client = common.server_client(server)
     client.put_object(Bucket=BUCKET, Key=PROBE_KEY, Body=PROBE_BODY)
     client.close()
     signers, stores, plain = await contenders(server)
@@ -137,7 +116,7 @@ async def measure(
         shuffler = random.Random(seed)
         rates: dict[str, list[float]] = {name: [] for name in signers}
         for number in range(1, rounds + 1):
-            for name in shuffled(list(signers), shuffler):
+            for name in common.shuffled(list(signers), shuffler):
                 sign = signers[name]
                 for key in KEYS:  # warm: caches, the signing key of the day
                     await sign(key)
@@ -147,7 +126,9 @@ async def measure(
                         await sign(key)
                     count += len(KEYS)
                 rates[name].append(count / elapsed)
-                log(f"presign round {number}/{rounds} {name:<70} {count / elapsed:10,.0f} URLs/s")
+                common.log(
+                    f"presign round {number}/{rounds} {name:<70} {count / elapsed:10,.0f} URLs/s"
+                )
     finally:
         for store in stores:
             await store.aclose()
@@ -159,19 +140,19 @@ def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
     """Measure on a fresh server; the section's result."""
     rounds = rounds or (2 if quick else 5)
     seconds = 0.2 if quick else 1.0
-    with seaweedfs() as server:
+    with common.seaweedfs() as server:
         rates = asyncio.run(measure(server, rounds, seconds, seed))
     targets = []
     for store, boto in ((STORE, BOTO3), (DEFAULT_STORE, DEFAULT_BOTO3)):
-        urls = Summary.of(rates[store])
-        targets.append(target(f"{store}: URLs/s", ">=", URLS_TARGET, "URLs/s", urls))
-        ratio = paired(rates[store], rates[boto])
-        targets.append(target(f"{store} vs {boto}", ">=", RATIO_TARGET, "x", ratio))
+        urls = common.Summary.of(rates[store])
+        targets.append(common.target(f"{store}: URLs/s", ">=", URLS_TARGET, "URLs/s", urls))
+        ratio = common.paired(rates[store], rates[boto])
+        targets.append(common.target(f"{store} vs {boto}", ">=", RATIO_TARGET, "x", ratio))
     versus = {"boto3": rates[BOTO3], "default boto3": rates[DEFAULT_BOTO3]}
     return {
         "title": "Presigned GET URLs per second, one thread",
         "unit": "URLs/s",
         "parameters": {"rounds": rounds, "seconds per round": seconds, "keys": len(KEYS)},
-        "rows": [row(name, values, versus=versus) for name, values in rates.items()],
+        "rows": [common.row(name, values, versus=versus) for name, values in rates.items()],
         "targets": targets,
     }

@@ -21,19 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
-from common import (
-    REPO_ROOT,
-    Summary,
-    bounded,
-    create_buckets,
-    log,
-    paired,
-    row,
-    seaweedfs,
-    settings,
-    shuffled,
-    target,
-)
+import common
 
 from demeter_storage import (
     ImageService,
@@ -44,7 +32,7 @@ from demeter_storage import (
 )
 from demeter_storage.testing.seaweedfs import SeaweedFSServer
 
-SAMPLE: Final = REPO_ROOT / "docs" / "assets" / "sample-leaf.jpg"
+SAMPLE: Final = common.REPO_ROOT / "docs" / "assets" / "sample-leaf.jpg"
 ADMIN_URL: Final = os.environ.get(
     "DEMETER_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -94,7 +82,7 @@ async def timed_pass(upload: Upload, session: str, uploads: int, c: int) -> tupl
     """Seconds for ``uploads`` uploads, ``c`` at once, and this process's CPU seconds."""
     cpu = time.process_time()
     names = [f"photo-{index:05d}.jpg" for index in range(uploads)]
-    seconds = await bounded(names, c, lambda name: upload(session, name))
+    seconds = await common.bounded(names, c, lambda name: upload(session, name))
     return seconds, time.process_time() - cpu
 
 
@@ -103,10 +91,10 @@ async def measure(
 ) -> tuple[dict[tuple[int, str], list[tuple[float, float]]], dict[str, str]]:
     """(uploads/s, CPU ms per upload) by (concurrency, contender), one pair a round; absentees."""
     data = SAMPLE.read_bytes()
-    create_buckets(
+    common.create_buckets(
         server, [f"bench-{n}{v}" for n in ("bare", "sqlite", "pg") for v in ("", "-viz")]
     )
-    bare, other = build_stores(settings(server, "bench-bare", s3_max_concurrency=16))
+    bare, other = build_stores(common.settings(server, "bench-bare", s3_max_concurrency=16))
     closers: list[Callable[[], Awaitable[None]]] = [bare.aclose, other.aclose]
 
     async def put(session: str, name: str) -> None:
@@ -114,18 +102,18 @@ async def measure(
 
     contenders: dict[str, Upload] = {BARE: put}
     stacks: dict[str, StorageSettings] = {
-        SQLITE: settings(server, "bench-sqlite", storage_root=work / "sqlite")
+        SQLITE: common.settings(server, "bench-sqlite", storage_root=work / "sqlite")
     }
     url, database = await fresh_database()
     absent = {POSTGRES: database} if url is None else {}
     if url is not None:
-        stacks[POSTGRES] = settings(server, "bench-pg", database_url=url, create_schema=True)
+        stacks[POSTGRES] = common.settings(server, "bench-pg", database_url=url, create_schema=True)
     for label, stack in stacks.items():
         service = await build_service(stack)
         closers.append(service.aclose)
         contenders[label] = functools.partial(service_upload, service, data)
     try:
-        log(f"warm-up: every contender uploads {uploads} images once")
+        common.log(f"warm-up: every contender uploads {uploads} images once")
         for upload in contenders.values():
             await timed_pass(upload, "warm-up", uploads, 16)
         shuffler = random.Random(seed)
@@ -134,10 +122,10 @@ async def measure(
         }
         for number in range(1, rounds + 1):
             for c in CONCURRENCY:
-                for name in shuffled(list(contenders), shuffler):
+                for name in common.shuffled(list(contenders), shuffler):
                     seconds, cpu = await timed_pass(contenders[name], f"r{number}-{c}", uploads, c)
                     figures[(c, name)].append((uploads / seconds, cpu * 1000 / uploads))
-                    log(
+                    common.log(
                         f"service round {number}/{rounds} x{c} {name:<30} {uploads / seconds:.1f}/s"
                     )
     finally:
@@ -152,25 +140,31 @@ def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
     """Measure on a fresh server; the section's result."""
     rounds = rounds or (1 if quick else 5)
     uploads = 40 if quick else 400
-    with seaweedfs() as server, tempfile.TemporaryDirectory(prefix="demeter-service-") as work:
+    with (
+        common.seaweedfs() as server,
+        tempfile.TemporaryDirectory(prefix="demeter-service-") as work,
+    ):
         figures, absent = asyncio.run(measure(server, Path(work), uploads, rounds, seed))
     rates = {key: [rate for rate, _ in pairs] for key, pairs in figures.items()}
+    cpu = {key: common.Summary.of([ms for _, ms in pairs]).median for key, pairs in figures.items()}
     rows = [
-        row(
+        common.row(
             name,
             rates[(c, name)],
             case=f"x{c}",
             versus={"bare store": rates[(c, BARE)]},
-            extra={"CPU ms per upload": Summary.of([cpu for _, cpu in figures[(c, name)]]).median},
+            extra={"CPU ms per upload": cpu[(c, name)]},
         )
         for c, name in figures
     ]
-    judged = paired(rates[(16, POSTGRES)], rates[(16, BARE)]) if (16, POSTGRES) in rates else None
+    judged = common.paired(rates[(16, POSTGRES)], rates[(16, BARE)]) if not absent else None
     return {
         "title": "`upload_original` against the bare store",
         "unit": "uploads/s",
         "parameters": {"rounds": rounds, "uploads": uploads, "JPEG bytes": SAMPLE.stat().st_size},
         "rows": rows,
-        "targets": [target(f"{POSTGRES}, 16 concurrent, vs {BARE}", ">=", 0.80, "x", judged)],
+        "targets": [
+            common.target(f"{POSTGRES}, 16 concurrent, vs {BARE}", ">=", 0.80, "x", judged)
+        ],
         "absent": absent,
     }

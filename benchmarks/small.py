@@ -19,22 +19,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from common import (
-    MiB,
-    Stopwatch,
-    Summary,
-    bounded,
-    built_store,
-    create_buckets,
-    log,
-    paired,
-    raw_obstore,
-    row,
-    seaweedfs,
-    server_client,
-    shuffled,
-    target,
-)
+import common
+from common import MiB
 
 from demeter_storage import ImageStore, ResilientImageStore, S3ImageStore
 from demeter_storage.testing.seaweedfs import SeaweedFSServer
@@ -75,7 +61,7 @@ async def boto3_pass(
     server: SeaweedFSServer, name: str, payload: bytes, up: bool, c: int, keys: Sequence[str]
 ) -> float:
     """Raw boto3 on ``c`` threads sharing one client; or awaited through ``run_in_executor``."""
-    client, bucket = server_client(server, pool=c), BUCKETS[name]
+    client, bucket = common.server_client(server, pool=c), BUCKETS[name]
 
     def call(key: str) -> None:
         if up:
@@ -86,11 +72,11 @@ async def boto3_pass(
     try:
         with ThreadPoolExecutor(c) as pool:
             if name == RAW:  # blocks the loop on purpose: nothing else runs on it
-                with Stopwatch() as watch:
+                with common.Stopwatch() as watch:
                     list(pool.map(call, keys))
                 return watch.seconds
             loop = asyncio.get_running_loop()
-            return await bounded(keys, c, lambda key: loop.run_in_executor(pool, call, key))
+            return await common.bounded(keys, c, lambda key: loop.run_in_executor(pool, call, key))
     finally:
         client.close()
 
@@ -106,7 +92,7 @@ async def one_pass(
     if name == RAW_OBSTORE:
         import obstore  # noqa: PLC0415 - the optional `fast` extra
 
-        raw = raw_obstore(server, BUCKETS[name])
+        raw = common.raw_obstore(server, BUCKETS[name])
 
         async def put(key: str) -> Any:
             return await obstore.put_async(raw, key, payload)
@@ -119,7 +105,7 @@ async def one_pass(
         store = (
             ResilientImageStore(S3ImageStore(BUCKETS[name], config=config))
             if name == RESILIENT
-            else await built_store(server, BUCKETS[name], engine="obstore", concurrency=c)
+            else await common.built_store(server, BUCKETS[name], engine="obstore", concurrency=c)
         )
 
         async def put(key: str) -> Any:
@@ -132,7 +118,7 @@ async def one_pass(
         checked(name, payload, await get(key))
 
     try:
-        return await bounded(keys, c, put if up else down)
+        return await common.bounded(keys, c, put if up else down)
     finally:
         if store is not None:
             await store.aclose()
@@ -144,8 +130,8 @@ async def measure(
     """Objects per second by (direction, concurrency, contender), one figure per round."""
     payload = os.urandom(size)
     keys = [f"bench/obj-{index:04d}.bin" for index in range(objects)]
-    create_buckets(server, list(BUCKETS.values()))
-    log(f"warm-up: every contender uploads its {objects} objects once")
+    common.create_buckets(server, list(BUCKETS.values()))
+    common.log(f"warm-up: every contender uploads its {objects} objects once")
     for name in BUCKETS:
         await one_pass(server, name, payload, ("up", 16), keys)
     shuffler = random.Random(seed)
@@ -156,11 +142,11 @@ async def measure(
             for direction in ("up", "down"):
                 seconds = dict.fromkeys(BUCKETS, 0.0)
                 for part in sliced if c == 1 else [keys]:
-                    for name in shuffled(list(BUCKETS), shuffler):
+                    for name in common.shuffled(list(BUCKETS), shuffler):
                         seconds[name] += await one_pass(server, name, payload, (direction, c), part)
                 for name, spent in seconds.items():
                     rates.setdefault((direction, c, name), []).append(objects / spent)
-                    log(
+                    common.log(
                         f"small round {number}/{rounds} {direction:>4} x{c:<2} {name:<55} "
                         f"{objects / spent:8.1f} objects/s"
                     )
@@ -171,7 +157,7 @@ def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
     """Measure on a fresh server; the section's result."""
     rounds = rounds or (1 if quick else 5)
     objects, size = (40 if quick else 1000), 256 * 1024
-    with seaweedfs() as server:
+    with common.seaweedfs() as server:
         rates = asyncio.run(measure(server, objects, size, rounds, seed))
     rows = []
     for direction, c, name in rates:
@@ -179,17 +165,19 @@ def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
         if name in (RAW_OBSTORE, OBSTORE):
             versus["raw obstore"] = rates[(direction, c, RAW_OBSTORE)]
         values = rates[(direction, c, name)]
-        mib_s = Summary.of(values).median * size / MiB
+        mib_s = common.Summary.of(values).median * size / MiB
         rows.append(
-            row(name, values, case=f"{direction} x{c}", versus=versus, extra={"MiB/s": mib_s})
+            common.row(
+                name, values, case=f"{direction} x{c}", versus=versus, extra={"MiB/s": mib_s}
+            )
         )
     targets = [
-        target(
+        common.target(
             f"{name} vs {base}, {direction}, {c} concurrent",
             ">=",
             goal,
             "x",
-            paired(rates[(direction, c, name)], rates[(direction, c, base)]),
+            common.paired(rates[(direction, c, name)], rates[(direction, c, base)]),
         )
         for name, base, direction, c, goal in TARGETS
     ]
