@@ -21,18 +21,18 @@ from demeter_storage.domain.errors import ConfigurationError, ImageAlreadyExists
 from demeter_storage.domain.records import ImageState
 from demeter_storage.service.image_service import MAX_UPLOAD_BYTES
 from demeter_storage.settings.storage import StorageSettings
-from tests.proof.test_fuzz_data import ACCEPTED, ALIASES, MIME, content_types
-from tests.proof.test_fuzz_strategies import (
+from tests.proof.strategies import (
+    ACCEPTED,
+    ALIASES,
+    MIME,
+    content_types,
     expected_original_key,
     fuzz_settings,
     leftovers,
-    loop,
     memory_service,
     names,
     outcome,
 )
-
-__all__ = ["loop"]
 
 
 def _type_errors(content_type: object) -> tuple[type[Exception], ...]:

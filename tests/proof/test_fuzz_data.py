@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import io
 import os
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,45 +28,18 @@ from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker
 from demeter_storage.domain.errors import ValidationError
 from demeter_storage.service.image_service import MAX_UPLOAD_BYTES, ImageService
 from demeter_storage.service.schemas import UploadRequest
-from tests.proof.test_fuzz_strategies import (
+from tests.proof.strategies import (
+    ACCEPTED,
+    ALIASES,
+    MIME,
     chunked,
+    content_types,
     fuzz_settings,
     image_bytes,
     leftovers,
-    loop,
     memory_service,
     outcome,
     sniffed_type,
-)
-
-__all__ = ["loop"]
-
-ACCEPTED = ("image/jpeg", "image/png", "image/webp", "image/tiff", "image/heic", "image/heif")
-ALIASES = {
-    "image/jpg": "image/jpeg",
-    "image/pjpeg": "image/jpeg",
-    "image/x-png": "image/png",
-    "image/tif": "image/tiff",
-    "image/heic-sequence": "image/heic",
-    "image/heif-sequence": "image/heif",
-}
-_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
-MIME = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=(\"[\x20\x21\x23-\x7e]*\"|{_TOKEN}))*")
-"""``type/subtype[; param=value]``, as the service documents content types."""
-
-clean_types = st.builds(
-    lambda base, upper, params, space: space + (base.upper() if upper else base) + params + space,
-    st.sampled_from([*ACCEPTED, *ALIASES, "image/gif", "text/html", "application/octet-stream"]),
-    st.booleans(),
-    st.sampled_from(["", "; charset=binary", ';q="1"', " ; a=b ;c=d", ";", "; x", "; a=\u00e9"]),
-    st.sampled_from(["", " ", "\t", "\u3000"]),
-)
-content_types = st.one_of(
-    clean_types,
-    clean_types,
-    st.text(st.sampled_from('abcegijmpx/;="+- \t.*\x00\u00e9'), max_size=30),
-    st.text(max_size=20),
-    st.sampled_from([None, 5, b"image/jpeg", "image/jpeg" + "x" * 250]),
 )
 
 

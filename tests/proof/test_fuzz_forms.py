@@ -15,10 +15,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from demeter_storage.adapters.memory.store import InMemoryImageStore
-from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop
-from tests.proof.test_fuzz_urls import BASE, CONTENT, KEYS, Server, _mutate, edits, server
-
-__all__ = ["loop", "server"]
+from tests.proof.strategies import JPEG, edits, fuzz_settings, mutate
+from tests.proof.url_server import BASE, CONTENT, KEYS, Server
 
 NEW_KEY = "forms/new photo.jpg"
 MAX_SIZE = 64
@@ -44,7 +42,7 @@ async def _post(server: Server, draw: st.DataObject) -> None:
     size = draw.draw(st.integers(1, MAX_SIZE), label="size")
     target, offset = bucket, 0
     if how in SIGNED:
-        fields[how] = _mutate(fields[how], draw.draw(edits, label="edits"))
+        fields[how] = mutate(fields[how], draw.draw(edits, label="edits"))
     elif how == "drop":
         del fields[draw.draw(st.sampled_from(SIGNED), label="dropped")]
     elif how == "size":

@@ -34,10 +34,8 @@ from demeter_storage.domain.objects import ObjectInfo
 from demeter_storage.testing import ManualClock
 from demeter_storage.web.app import SignedUrlApp
 from demeter_storage.web.forms import MAX_FIELD_BYTES, MAX_FIELDS, MAX_HEADER_BYTES
-from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop
-from tests.web.test_hostile import Answer, call, local_path
-
-__all__ = ["loop"]
+from tests.proof.strategies import JPEG, fuzz_settings
+from tests.web.asgi_client import Answer, call, local_path
 
 BASE = "http://testserver"
 KEY = "s1/leaf \u00e9.jpg"

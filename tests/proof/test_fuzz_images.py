@@ -33,7 +33,7 @@ from PIL import Image, ImageFile
 
 from demeter_storage.adapters.pillow import decoding as image_decoding
 from demeter_storage.adapters.pillow.thumbnails import PillowThumbnailMaker
-from tests.proof.test_fuzz_strategies import fuzz_settings, loop
+from tests.proof.strategies import fuzz_settings
 from tests.support.crafted_images import (
     UNDER_ERROR_SIDE,
     UNDER_WARNING_SIDE,
@@ -46,8 +46,6 @@ from tests.support.crafted_images import (
     zero_tiff,
     zlib_zeros,
 )
-
-__all__ = ["loop"]
 
 REPO = Path(__file__).resolve().parents[2]
 ADDRESS_LIMIT_ENV = "DEMETER_FUZZ_ADDRESS_LIMIT_MIB"

@@ -33,20 +33,17 @@ from demeter_storage.domain.errors import ImageAlreadyExists, ObjectNotFound, Va
 from demeter_storage.service.image_service import ImageService
 from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.testing import ManualClock
-from tests.proof.test_fuzz_strategies import (
+from tests.proof.strategies import (
     JPEG,
     expected_key,
     expected_original_key,
     fuzz_settings,
     keys,
     leftovers,
-    loop,
     memory_service,
     names,
     outcome,
 )
-
-__all__ = ["loop"]
 
 REFUSED = (ValidationError, TypeError)
 

@@ -32,9 +32,7 @@ from demeter_storage.service.image_service import ImageService, ServiceConfig
 from demeter_storage.service.schemas import DirectUpload, UploadRequest
 from demeter_storage.testing import ManualClock, no_sleep
 from demeter_storage.web.app import SignedUrlApp
-from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop
-
-__all__ = ["loop"]
+from tests.proof.strategies import JPEG, fuzz_settings
 
 SIZE = 96
 NAMES = ("a.jpg", "b.jpg")

@@ -12,7 +12,6 @@ key and method, and only from 60 s before its date until it expires.
 from __future__ import annotations
 
 import asyncio
-import unicodedata
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,10 +33,8 @@ from demeter_storage.domain.secrets import Secret
 from demeter_storage.ports import ImageStore
 from demeter_storage.service.schemas import UploadRequest
 from demeter_storage.testing import ManualClock
-from demeter_storage.web.app import SignedUrlApp
-from tests.proof.test_fuzz_strategies import JPEG, fuzz_settings, loop, memory_service, outcome
-
-__all__ = ["loop"]
+from tests.proof.strategies import JPEG, edits, fuzz_settings, memory_service, mutate, outcome
+from tests.proof.url_server import BASE, CONTENT, KEYS, Server
 
 WEEK = 7 * 24 * 3600
 ODD_VALUES = [None, True, False, 1.0, 24.5, "24", b"1", Decimal(2), float("nan"), float("inf")]
@@ -178,66 +175,7 @@ def test_store_presign_lives_as_long_as_asked_or_raises_a_typed_error(
         assert loop.run(store.verify_url(url.url, method)) == "s/a.jpg"  # type: ignore[attr-defined]
 
 
-# The signed-URL server.
-
-KEYS = ["s1/a.jpg", "s1/b.jpg", "s2/\u00e9 \u00fc+%&=?#.jpg"]
-CONTENT = {key: JPEG + key.encode() for key in KEYS}
-BASE = "http://testserver"
-
-
-class Recorder:
-    """The app, keeping the scope of the last request (what the server really received)."""
-
-    def __init__(self, app: SignedUrlApp) -> None:
-        self.app = app
-        self.scope: dict[str, Any] = {}
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.scope = dict(scope)
-        await self.app(scope, receive, send)
-
-
-class Server:
-    def __init__(self, root: Path) -> None:
-        self.clock = ManualClock()
-        self.stores: dict[str, ImageStore] = {
-            "photos": LocalImageStore(
-                root / "photos", base_url=f"{BASE}/photos", clock=self.clock.now, durable=False
-            ),
-            "viz": InMemoryImageStore("viz", base_url=f"{BASE}/viz", clock=self.clock.now),
-        }
-        self.app = Recorder(SignedUrlApp(self.stores))
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(self.app), base_url=BASE)
-
-    async def fill(self) -> None:
-        for store in self.stores.values():
-            for key in KEYS:
-                await store.put(key, CONTENT[key], content_type="image/jpeg")
-
-    async def request(self, method: str, url: str) -> httpx.Response:
-        body = b"PUT BY A TAMPERED URL" if method == "PUT" else None
-        # A PUT carries the headers its URL pins (a client following the URL's rules).
-        headers = {"Content-Type": "image/jpeg", "If-None-Match": "*"} if body else {}
-        self.app.scope = {}
-        return await self.client.request(method, url, content=body, headers=headers)
-
-    def received(self) -> tuple[str, str, dict[str, list[str]]]:
-        """Bucket, key and query parameters as the app received them (decoded here)."""
-        raw = self.app.scope.get("raw_path") or self.app.scope["path"].encode()
-        path = raw.decode("latin-1").split("?", 1)[0]
-        bucket, _, quoted = path.lstrip("/").partition("/")
-        key = unicodedata.normalize("NFC", unquote(quoted, errors="strict"))
-        query = self.app.scope.get("query_string", b"").decode("latin-1")
-        return unquote(bucket), key, parse_qs(query, keep_blank_values=True)
-
-
-@pytest.fixture
-def server(loop: asyncio.Runner, tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
-    loop.run(running.fill())
-    yield running
-    loop.run(running.client.aclose())
+# The signed-URL server (tests/proof/url_server.py) against tampered URLs.
 
 
 def _signed_values(bucket: str, url: str) -> tuple[str, str, int, int, str]:
@@ -265,28 +203,6 @@ def _same_as_signed(
         return (bucket, key, int(date), int(expires), signature) == signed
     except ValueError:
         return False
-
-
-def _mutate(text: str, edits: list[tuple[str, int, str]]) -> str:
-    for operation, position, char in edits:
-        if operation == "insert":
-            index = position % (len(text) + 1)
-            text = text[:index] + char + text[index:]
-        elif text:
-            index = position % len(text)
-            text = text[:index] + (char if operation == "replace" else "") + text[index + 1 :]
-    return text
-
-
-edits = st.lists(
-    st.tuples(
-        st.sampled_from(["replace", "replace", "insert", "delete"]),
-        st.integers(0, 300),
-        st.sampled_from("0123456789abcdefABCDEF%+-_.~/?#&=; \u00e9"),
-    ),
-    min_size=1,
-    max_size=3,
-)
 
 
 async def _tamper(server: Server, draw: st.DataObject) -> None:
@@ -326,21 +242,21 @@ async def _tamper(server: Server, draw: st.DataObject) -> None:
     changes = draw.draw(edits, label="edits")
     if how in ("signature", "date", "expires"):
         name = f"X-Demeter-{how.capitalize()}"
-        params[name] = _mutate(params[name], changes)
+        params[name] = mutate(params[name], changes)
     elif how == "key":
-        quoted_key = _mutate(quoted_key, changes)
+        quoted_key = mutate(quoted_key, changes)
     elif how == "bucket":
-        target_bucket = _mutate(target_bucket, changes)
+        target_bucket = mutate(target_bucket, changes)
     elif how == "other-key":
         quoted_key = quote(draw.draw(st.sampled_from([k for k in KEYS if k != key])), safe="/~")
     elif how == "other-bucket":
         target_bucket = next(name for name in server.stores if name != bucket)
     query = "&".join(f"{name}={value}" for name, value in params.items())
     if how == "query":
-        query = _mutate(query, changes)
+        query = mutate(query, changes)
     tampered = f"{BASE}/{target_bucket}/{quoted_key}?{query}"
     if how == "url":
-        tampered = BASE + _mutate(tampered.removeprefix(BASE), changes)
+        tampered = BASE + mutate(tampered.removeprefix(BASE), changes)
     try:
         response = await server.request(method, tampered)
     except httpx.InvalidURL:
