@@ -20,6 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from demeter_storage.domain.errors import ValidationError
+from demeter_storage.ports.streams import DEFAULT_CHUNK_SIZE
 
 __all__ = [
     "FILE_FIELD",
@@ -36,6 +37,8 @@ MAX_FIELDS: Final = 16
 MAX_FIELD_BYTES: Final = 16 * 1024
 """Bytes of one field's value (metadata included)."""
 MAX_PART_HEADER_BYTES: Final = 8 * 1024
+FILE_CHUNK_BYTES: Final = DEFAULT_CHUNK_SIZE
+"""The file reaches the store in pieces of about this size (1 MiB), not the server's reads."""
 
 
 class FormRefused(ValidationError):
@@ -123,13 +126,21 @@ class StreamedForm:
             FormRefused: a part after the file, or a body cut short.
         """
         finished = False
+        pending: list[bytes] = []
+        size = 0
         async for kind, value in self._rest:
             if kind == "data" and not finished:
                 assert isinstance(value, bytes)
-                yield value
+                pending.append(value)
+                size += len(value)
+                if size >= FILE_CHUNK_BYTES:  # the server reads ~64 KiB at a time: gather
+                    yield b"".join(pending)
+                    pending, size = [], 0
             elif kind == "end":
                 finished = True
             elif kind == "done":
+                if pending:
+                    yield b"".join(pending)
                 return
             else:
                 raise FormRefused(f"send the {FILE_FIELD!r} part last; a part followed it")
