@@ -24,21 +24,16 @@ from demeter_storage.testing.seaweedfs import REGION, SeaweedFSServer, start_sea
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-KiB: Final = 1024
 MiB: Final = 1024 * 1024
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = BENCH_DIR.parent
 
 Action = Callable[[str], Awaitable[Any]]
-"""What a pass does to one key."""
 
 
 def log(message: str) -> None:
     """Progress on stderr."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# The server and its clients
 
 
 @contextlib.contextmanager
@@ -124,22 +119,17 @@ async def built_store(
     return originals
 
 
-# Timing and statistics
-
-
 class Stopwatch:
     """``with Stopwatch() as watch: ...`` then ``watch.seconds``."""
 
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._start = 0.0
+    seconds = 0.0
 
     def __enter__(self) -> Stopwatch:
-        self._start = time.perf_counter()
+        self.seconds = -time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._start
+        self.seconds += time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -152,7 +142,6 @@ class Summary:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Summary:
-        """The summary of ``values`` (at least one)."""
         return cls(statistics.median(values), min(values), max(values))
 
 
@@ -162,8 +151,6 @@ def paired(values: Sequence[float], baselines: Sequence[float]) -> Summary:
     Rounds interleave the contenders, so one round's two figures share the
     machine's state: their ratio leaves out the drift between rounds.
     """
-    if len(values) != len(baselines):
-        raise ValueError(f"{len(values)} rounds against {len(baselines)}: cannot pair them")
     return Summary.of([value / base for value, base in zip(values, baselines, strict=True)])
 
 
@@ -182,12 +169,7 @@ async def bounded(keys: Sequence[str], concurrency: int, action: Action) -> floa
 
 def shuffled(names: Sequence[str], shuffler: random.Random) -> list[str]:
     """``names`` in a fresh random order (each round runs the contenders so)."""
-    order = list(names)
-    shuffler.shuffle(order)
-    return order
-
-
-# Results: each section returns a dict that run_all.py saves as JSON and render.py reads
+    return shuffler.sample(list(names), len(names))
 
 
 def row(
@@ -218,13 +200,13 @@ def target(name: str, op: str, goal: float, unit: str, figure: Summary | None) -
 
     A ratio (unit ``x``) is the median of per-round ratios (see :func:`paired`).
     """
+    measured = {"value": figure.median, "low": figure.low, "high": figure.high} if figure else {}
     return {
         "name": name,
         "op": op,
         "goal": goal,
         "unit": unit,
-        "value": None if figure is None else figure.median,
-        "low": None if figure is None else figure.low,
-        "high": None if figure is None else figure.high,
+        "value": None,
+        **measured,
         "basis": "median of per-round ratios" if unit == "x" else "median of rounds",
     }

@@ -30,11 +30,7 @@ CONTENDERS: Final = {
     "raw boto3": {"client": "boto3", "bucket": "bench-large-boto3"},
     "`S3ImageStore`": {"client": "store", "store": "S3ImageStore", "bucket": "bench-large-store"},
     "raw obstore": {"client": "obstore", "bucket": "bench-large-obstore"},
-    "`ObstoreImageStore`": {
-        "client": "store",
-        "store": "ObstoreImageStore",
-        "bucket": "bench-large-obstore-store",
-    },
+    "`ObstoreImageStore`": {"client": "store", "store": "ObstoreImageStore", "bucket": "bench-x"},
 }
 UPLOAD_TARGET: Final = 250.0
 RSS_TARGET: Final = 150.0
@@ -105,9 +101,7 @@ def measure(
                     raise AssertionError(f"{name} downloaded other bytes")
                 mib_s = size / MiB / result["seconds"]
                 figures[(direction, name)].append((mib_s, result["peak_rss_mib"]))
-                common.log(
-                    f"large round {number}/{rounds} {direction:>4} {name:<22} {mib_s:7.1f} MiB/s"
-                )
+                common.log(f"large {number}/{rounds} {direction:>4} {name:<22} {mib_s:7.1f} MiB/s")
     return figures
 
 

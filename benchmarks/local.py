@@ -35,33 +35,20 @@ CONCURRENCY: Final = (1, 16)
 
 def raw_write(path: str, data: bytes) -> None:
     """``open``, ``write``, ``fsync``, ``close``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def raw_atomic_write(path: str, data: bytes) -> None:
     """What a crash-safe write needs at least: a temporary file, rename, directory fsync."""
     directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".tmp-{name}")
-    raw_write(temporary, data)
-    os.rename(temporary, path)
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def raw_read(path: str) -> bytes:
-    """``open().read()``."""
-    with open(path, "rb") as file:
-        return file.read()
+    raw_write(os.path.join(directory, f".tmp-{name}"), data)
+    os.rename(os.path.join(directory, f".tmp-{name}"), path)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(fd)
+    os.close(fd)
 
 
 async def one_pass(where: Path, name: str, keys: Sequence[str], payload: bytes, c: int) -> float:
@@ -73,7 +60,7 @@ async def one_pass(where: Path, name: str, keys: Sequence[str], payload: bytes, 
         def action(path: str) -> Any:
             if name != RAW_READ:
                 return writer(path, payload)
-            if raw_read(path) != payload:
+            if Path(path).read_bytes() != payload:
                 raise AssertionError(f"raw read got other bytes from {path}")
             return None
 

@@ -95,7 +95,6 @@ async def contenders(server: SeaweedFSServer) -> tuple[dict[str, Sign], list[Ima
 
 
 def fetch(url: str) -> bytes:
-    """GET ``url`` (the server checks its signature)."""
     with urllib.request.urlopen(url, timeout=10) as response:
         return bytes(response.read())
 
@@ -110,7 +109,7 @@ async def measure(
     client.close()
     signers, stores, plain = await contenders(server)
     try:
-        for name, sign in signers.items():
+        for name, sign in signers.items():  # the server checks every contender's signature
             if await asyncio.to_thread(fetch, await sign(PROBE_KEY)) != PROBE_BODY:
                 raise AssertionError(f"{name}: the presigned URL returned other bytes")
         shuffler = random.Random(seed)
@@ -126,9 +125,7 @@ async def measure(
                         await sign(key)
                     count += len(KEYS)
                 rates[name].append(count / elapsed)
-                common.log(
-                    f"presign round {number}/{rounds} {name:<70} {count / elapsed:10,.0f} URLs/s"
-                )
+                common.log(f"presign {number}/{rounds} {name:<66} {count / elapsed:8,.0f}/s")
     finally:
         for store in stores:
             await store.aclose()

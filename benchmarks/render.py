@@ -1,6 +1,6 @@
 """Turn ``benchmarks/results/*.json`` into the tables of ``docs/benchmarks.md``.
 
-Run: ``python benchmarks/render.py [--output docs/benchmarks.md]``. Only the
+Run: ``python benchmarks/render.py [PAGE]`` (default ``docs/benchmarks.md``). Only the
 blocks between ``<!-- generated:NAME:start -->`` and ``<!-- generated:NAME:end -->``
 are rewritten; the paragraphs people wrote around them, and the A/B block
 between ``<!-- ab-optimisations:start -->`` and ``<!-- ab-optimisations:end -->``,
@@ -10,8 +10,8 @@ the A/B block (whose markers are added at the end when absent).
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -157,11 +157,5 @@ def render(output: Path, results_dir: Path = BENCH_DIR / "results") -> None:
     output.write_text(update(page, blocks(results_dir)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=BENCH_DIR.parent / "docs/benchmarks.md")
-    render(parser.parse_args().output)
-
-
 if __name__ == "__main__":
-    main()
+    render(Path(sys.argv[1] if len(sys.argv) > 1 else BENCH_DIR.parent / "docs/benchmarks.md"))

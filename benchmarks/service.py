@@ -45,31 +45,19 @@ Upload = Callable[[str, str], Awaitable[None]]
 """Uploads the sample as (session id, file name)."""
 
 
-async def fresh_database() -> tuple[str | None, str]:
-    """A new PostgreSQL database's URL (None when unreachable) and what happened."""
+async def admin(statement: str) -> str | None:
+    """Run ``statement`` on the admin database: None, or why PostgreSQL is unreachable."""
     import asyncpg  # noqa: PLC0415 - the optional `postgres` extra
 
-    name = f"demeter_bench_{uuid.uuid4().hex[:12]}"
     try:
         connection = await asyncpg.connect(ADMIN_URL.replace("+asyncpg", ""), timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        return None, f"{ADMIN_URL} is unreachable: {exc}"
+        return f"{ADMIN_URL} is unreachable: {exc}"
     try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.execute(statement)
     finally:
         await connection.close()
-    return f"{ADMIN_URL.rpartition('/')[0]}/{name}", name
-
-
-async def drop_database(name: str) -> None:
-    """Drop the database :func:`fresh_database` made."""
-    import asyncpg  # noqa: PLC0415
-
-    connection = await asyncpg.connect(ADMIN_URL.replace("+asyncpg", ""), timeout=5)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    return None
 
 
 async def service_upload(service: ImageService, data: bytes, session: str, name: str) -> None:
@@ -104,9 +92,11 @@ async def measure(
     stacks: dict[str, StorageSettings] = {
         SQLITE: common.settings(server, "bench-sqlite", storage_root=work / "sqlite")
     }
-    url, database = await fresh_database()
-    absent = {POSTGRES: database} if url is None else {}
-    if url is not None:
+    database = f"demeter_bench_{uuid.uuid4().hex[:12]}"
+    problem = await admin(f'CREATE DATABASE "{database}"')
+    absent = {POSTGRES: problem} if problem else {}
+    if not problem:
+        url = f"{ADMIN_URL.rpartition('/')[0]}/{database}"
         stacks[POSTGRES] = common.settings(server, "bench-pg", database_url=url, create_schema=True)
     for label, stack in stacks.items():
         service = await build_service(stack)
@@ -126,13 +116,13 @@ async def measure(
                     seconds, cpu = await timed_pass(contenders[name], f"r{number}-{c}", uploads, c)
                     figures[(c, name)].append((uploads / seconds, cpu * 1000 / uploads))
                     common.log(
-                        f"service round {number}/{rounds} x{c} {name:<30} {uploads / seconds:.1f}/s"
+                        f"service {number}/{rounds} x{c} {name:<30} {uploads / seconds:.1f}/s"
                     )
     finally:
         for close in reversed(closers):
             await close()
-        if url is not None:
-            await drop_database(database)
+        if not problem:
+            await admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     return figures, absent
 
 

@@ -30,13 +30,8 @@ FROM_ASYNCIO: Final = "raw boto3 from asyncio (`run_in_executor`)"
 RESILIENT: Final = "`ResilientImageStore(S3ImageStore)`"
 RAW_OBSTORE: Final = "raw obstore"
 OBSTORE: Final = "`ObstoreImageStore` as `S3_ENGINE=obstore` builds it"
-BUCKETS: Final = {
-    RAW: "bench-boto3",
-    FROM_ASYNCIO: "bench-boto3-asyncio",
-    RESILIENT: "bench-resilient",
-    RAW_OBSTORE: "bench-obstore",
-    OBSTORE: "bench-obstore-engine",
-}
+NAMES: Final = (RAW, FROM_ASYNCIO, RESILIENT, RAW_OBSTORE, OBSTORE)
+BUCKETS: Final = {name: f"bench-small-{index}" for index, name in enumerate(NAMES)}
 CONCURRENCY: Final = (1, 16)
 SLICES: Final = 4
 """Turns per round at concurrency 1 (a start's fixed cost would count four times at 16)."""
@@ -147,8 +142,7 @@ async def measure(
                 for name, spent in seconds.items():
                     rates.setdefault((direction, c, name), []).append(objects / spent)
                     common.log(
-                        f"small round {number}/{rounds} {direction:>4} x{c:<2} {name:<55} "
-                        f"{objects / spent:8.1f} objects/s"
+                        f"small {number}/{rounds} {direction} x{c} {name} {objects / spent:.0f}/s"
                     )
     return rates
 
