@@ -1,6 +1,8 @@
 """Test support for demeter-storage and for the apps that use it.
 
 * :class:`ImageStoreContract`: the tests every ``ImageStore`` must pass; subclass it.
+* :class:`ServerCheckedUrlContract`: a store's presigned URLs and upload forms,
+  sent over HTTP to a real server (fed by a :class:`SignedUrlHarness`).
 * :func:`image_store_state_machine`: a hypothesis state machine comparing a store
   with the in-memory model.
 * :class:`MetadataRepositoryContract`: the tests every ``MetadataRepository`` must pass.
@@ -12,11 +14,12 @@
   tests; they skip with a reason when absent, or fail when
   ``DEMETER_REQUIRE_SERVICES=1``.
 
-Needs the ``test`` extra (pytest, pytest-asyncio, hypothesis, moto).
+Needs the ``test`` extra (pytest, pytest-asyncio, hypothesis, httpx, moto).
 """
 
 from demeter_storage.testing.clocks import ManualClock, no_sleep
 from demeter_storage.testing.contract import ImageStoreContract
+from demeter_storage.testing.contract_presign import ServerCheckedUrlContract, SignedUrlHarness
 from demeter_storage.testing.fixtures import (
     postgres_engine,
     postgres_url,
@@ -34,6 +37,8 @@ __all__ = [
     "ManualClock",
     "MetadataRepositoryContract",
     "SeaweedFSServer",
+    "ServerCheckedUrlContract",
+    "SignedUrlHarness",
     "image_store_state_machine",
     "metadata_state_machine",
     "no_sleep",

@@ -1,4 +1,4 @@
-"""The shared contract and state machine on the obstore store, on real SeaweedFS."""
+"""The shared contracts and state machine on the obstore store, on real SeaweedFS."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -16,12 +17,16 @@ pytest.importorskip(
 
 from demeter_storage import ImageStore
 from demeter_storage.adapters.resilience.store import ResilientImageStore
-from demeter_storage.adapters.s3.config import MiB
 from demeter_storage.adapters.s3.obstore.store import ObstoreImageStore
-from demeter_storage.testing import ImageStoreContract, SeaweedFSServer, image_store_state_machine
+from demeter_storage.testing import (
+    ImageStoreContract,
+    SeaweedFSServer,
+    ServerCheckedUrlContract,
+    SignedUrlHarness,
+    image_store_state_machine,
+)
+from demeter_storage.testing.moto_s3 import SMALL_PARTS
 
-# Small parts keep a 64 MiB streamed put well under the contract's 32 MiB bound.
-SMALL_PARTS = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "multipart_concurrency": 2}
 _bucket_numbers = itertools.count(1)
 
 
@@ -51,6 +56,18 @@ class TestResilientObstoreStoreOnSeaweedFSContract(ImageStoreContract):
         await inner.ensure_bucket()
         store = ResilientImageStore(inner)
         yield store
+        await store.aclose()
+
+
+class TestObstoreStoreUrlsOnSeaweedFS(ServerCheckedUrlContract):
+    @pytest.fixture
+    async def signed_urls(
+        self, seaweedfs_server: SeaweedFSServer
+    ) -> AsyncIterator[SignedUrlHarness]:
+        store = ObstoreImageStore(fresh_bucket("urls"), config=seaweedfs_server.s3_config())
+        await store.ensure_bucket()
+        async with httpx.AsyncClient(timeout=10) as http:
+            yield SignedUrlHarness(store, http)
         await store.aclose()
 
 
