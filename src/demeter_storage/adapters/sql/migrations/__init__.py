@@ -213,13 +213,19 @@ def differences(connection: sa.Connection) -> list[str]:
 
 
 def _describe(diff: Any) -> str:
-    # A diff is a tuple (an operation and its objects) or a list of them
-    # (column modifications); its repr is what alembic check prints, too.
-    if isinstance(diff, list):
+    """One line of an autogenerate diff: ``add_column demeter_images etag``."""
+    if isinstance(diff, list):  # the modifications of one column
         return "; ".join(_describe(item) for item in diff)
     kind, *rest = diff
-    names = [getattr(item, "name", None) or repr(item) for item in rest if item is not None]
-    return f"{kind} {' '.join(str(name) for name in names)}".strip()
+    words = [kind]
+    for item in rest:
+        if item is None or isinstance(item, dict):
+            continue  # the schema (default) and the existing column's keywords
+        if isinstance(item, str):  # a table's or column's name
+            words.append(item)
+        else:  # a table, column, index or constraint by its name; a type as SQL
+            words.append(str(getattr(item, "name", None) or item))
+    return " ".join(words)
 
 
 def _status(connection: sa.Connection) -> SchemaStatus:
