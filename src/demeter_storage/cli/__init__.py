@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("doctor", help="check settings, credentials, endpoint and buckets")
+
+    db = commands.add_parser("db", help="upgrade, show or check the database's schema")
+    db.add_argument("action", choices=["upgrade", "current", "check"])
     return parser
 
 

@@ -364,6 +364,13 @@ async def doctor(args: argparse.Namespace) -> int:
     return await run_checks()
 
 
+async def db(args: argparse.Namespace) -> int:
+    """Upgrade, show or check the metadata database's schema (see :mod:`.db`)."""
+    from demeter_storage.cli.db import run_db  # noqa: PLC0415 - rarely needed
+
+    return await run_db(args)
+
+
 SIGNAL_AWARE: Final = frozenset({"serve"})
 """Commands that stop on SIGINT and SIGTERM themselves (the others are cancelled)."""
 
@@ -379,4 +386,5 @@ COMMANDS: Final[dict[str, Command]] = {
     "lifecycle": lifecycle,
     "serve": serve,
     "doctor": doctor,
+    "db": db,
 }
