@@ -247,7 +247,7 @@ SIGV2_BY_DEFAULT = [
 @pytest.mark.parametrize("signature_version", [None, "s3"])
 @pytest.mark.parametrize(("endpoint", "style", "region"), SIGV2_BY_DEFAULT)
 @pytest.mark.parametrize("token", [None, "FQoGZXIvYXdzE//token+with/odd=chars"])
-async def test_put_urls_are_sigv4_whatever_the_client_signs_with(
+async def test_urls_are_sigv4_whatever_the_client_signs_with(
     endpoint: str | None, style: str, region: str, token: str | None, signature_version: str | None
 ) -> None:
     client = botocore_client(endpoint, style, region, token, signature_version)
@@ -256,38 +256,53 @@ async def test_put_urls_are_sigv4_whatever_the_client_signs_with(
     store = S3ImageStore("photos", client=client, clock=clock.now)  # type: ignore[arg-type]
     try:
         key = "s1/a b+é.jpg"
-        sigv2 = botocore_url(client, "photos", "PUT", key, clock.now(), 900, "image/jpeg")
+        sigv2 = botocore_url(client, "photos", "GET", key, clock.now(), 900)
         assert "X-Amz-Signature" not in sigv2  # the client presigns with SigV2...
+        # ...the store's URLs are SigV4 all the same, exactly as botocore's SigV4 signer has them.
+        get = await store.presign(key, expires_in=900)
+        assert get.url == botocore_url(sigv4_client, "photos", "GET", key, clock.now(), 900)
         put = await store.presign(key, expires_in=900, method="PUT", content_type="image/jpeg")
-        # ...its PUT URLs are SigV4 all the same, exactly as botocore's SigV4 signer has them.
         assert put.url == botocore_url(
             sigv4_client, "photos", "PUT", key, clock.now(), 900, "image/jpeg"
         )
         assert "X-Amz-SignedHeaders=content-type%3Bhost%3Bif-none-match&" in put.url
         assert dict(put.headers) == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
-        # GET URLs keep the client's own signature version.
-        get = await store.presign(key, expires_in=900)
-        assert get.url == botocore_url(client, "photos", "GET", key, clock.now(), 900)
         # botocore, asked directly, still presigns as the client was built to.
-        assert "X-Amz-Signature" not in botocore_url(client, "photos", "PUT", key, clock.now(), 9)
+        assert botocore_url(client, "photos", "GET", key, clock.now(), 900) == sigv2
     finally:
         await store.aclose()
 
 
-async def test_put_urls_fall_back_to_botocores_sigv4_signer() -> None:
+async def test_a_default_client_s_store_never_asks_botocore_after_construction() -> None:
+    client = botocore_client(None, "auto", "us-east-1", None, None)
+    store = S3ImageStore("photos", client=client)  # type: ignore[arg-type]
+    try:
+        with mock.patch.object(client, "generate_presigned_url") as botocore_presigns:
+            for index in range(50):
+                url = await store.presign(f"s1/{index}.jpg", expires_in=60)
+                assert "X-Amz-Algorithm=AWS4-HMAC-SHA256&" in url.url
+                await store.presign(
+                    f"s1/{index}.jpg", expires_in=60, method="PUT", content_type="image/jpeg"
+                )
+        assert botocore_presigns.call_count == 0
+    finally:
+        await store.aclose()
+
+
+async def test_botocore_signs_with_sigv4_when_the_client_shows_no_shape() -> None:
     client = botocore_client(None, "path", "us-east-1", None, None)
     sigv4_client = botocore_client(None, "path", "us-east-1", None)
     at = datetime(2026, 3, 1, 8, 30, 15, tzinfo=UTC)
-    store = S3ImageStore("photos", client=client, clock=lambda: at)  # type: ignore[arg-type]
+    # A client whose URLs show no usable shape, decided once, with the store.
+    with mock.patch("demeter_storage.adapters.s3.presign.url_shape", side_effect=ValueError):
+        store = S3ImageStore("photos", client=client, clock=lambda: at)  # type: ignore[arg-type]
     try:
-        # A client whose URLs show no usable shape: botocore signs, forced to SigV4.
-        with (
-            mock.patch("demeter_storage.adapters.s3.presign.url_shape", side_effect=ValueError),
-            mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)),
-        ):
+        with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
+            get = await store.presign("s1/a.jpg", expires_in=60)
             put = await store.presign(
                 "s1/a.jpg", expires_in=60, method="PUT", content_type="image/png"
             )
+        assert get.url == botocore_url(sigv4_client, "photos", "GET", "s1/a.jpg", at, 60)
         assert put.url == botocore_url(
             sigv4_client, "photos", "PUT", "s1/a.jpg", at, 60, "image/png"
         )

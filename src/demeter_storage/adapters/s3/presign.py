@@ -1,23 +1,21 @@
 """Presigned URLs and form POSTs for one S3 bucket.
 
-GET and PUT URLs come from the fast SigV4 query signer
+GET and PUT URLs are always SigV4, whatever signature version the client was
+built with: botocore presigns with SigV2 by default (a client without a
+``signature_version``, in ``us-east-1``), which AWS refuses for new buckets
+and which signs no header. They come from the fast query signer
 (:class:`~demeter_storage.adapters.s3.sigv4.QuerySigner`, byte-identical to
-botocore's), built once from the client's own credentials; botocore signs
-when the client has none the signer can use. Form POSTs (direct uploads) are
-botocore's.
+botocore's SigV4), built once with the store from the client's own
+credentials; when the client has none it can use, botocore signs each URL,
+still with SigV4. Form POSTs (direct uploads) are botocore's.
 
-A PUT URL is always SigV4 and signs ``content-type;host;if-none-match``, so
-the server refuses it without the pinned ``Content-Type`` and
-``If-None-Match: *``, whatever signature version the client was built with:
-botocore presigns with SigV2 by default (a client without a
-``signature_version``, in ``us-east-1``), which signs neither header and
-which AWS refuses for new buckets. GET URLs keep the client's choice.
+A PUT URL signs ``content-type;host;if-none-match``, so the server refuses it
+without the pinned ``Content-Type`` and ``If-None-Match: *``.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -35,14 +33,14 @@ from demeter_storage.domain.objects import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_FORCE_SIGV4: Final = contextvars.ContextVar("demeter_force_sigv4_presign", default=False)
-_CHOOSE_SIGNER_ID: Final = "demeter-sigv4-presigned-puts"
+_SIGNING: Final = contextvars.ContextVar("demeter_sigv4_presign", default=False)
+_CHOOSE_SIGNER_ID: Final = "demeter-sigv4-presigned-urls"
 
 
-def _sigv4_when_asked(**_: Any) -> str | None:
-    """Answer botocore's ``choose-signer``: SigV4 for the presigns this module forces."""
+def _sigv4_for_our_presigns(**_: Any) -> str | None:
+    """Answer botocore's ``choose-signer``: SigV4 for the URLs this module presigns."""
     # botocore appends "-query" itself for a presigned URL.
-    return "s3v4" if _FORCE_SIGV4.get() else None
+    return "s3v4" if _SIGNING.get() else None
 
 
 class S3Presigner:
@@ -55,15 +53,28 @@ class S3Presigner:
         self.client = client
         self.config = config
         self._clock = clock
-        self._signer: QuerySigner | None = None
-        self._put_signer: QuerySigner | None = None
         # First, so that botocore's own default (SigV2 presigns) never wins when asked.
         # The stubs type every handler as returning None; choose-signer's return value is its point.
         client.meta.events.register_first(
             "choose-signer.s3",
-            cast("Callable[..., None]", _sigv4_when_asked),
+            cast("Callable[..., None]", _sigv4_for_our_presigns),
             unique_id=_CHOOSE_SIGNER_ID,
         )
+        self._signer = self._fast_signer()
+
+    def _fast_signer(self) -> QuerySigner | None:
+        """The fast signer, or None to let botocore sign (no credentials, an odd client)."""
+        # botocore keeps a client's credentials on its request signer and has
+        # no public accessor; without them botocore signs (or says why it cannot).
+        signer = getattr(self.client, "_request_signer", None)
+        credentials = getattr(signer, "_credentials", None)
+        if credentials is None or not hasattr(credentials, "get_frozen_credentials"):
+            return None
+        try:
+            shape = url_shape(self._with_botocore)
+        except Exception:  # a client whose URLs show no shape to learn: botocore signs
+            return None
+        return QuerySigner(shape, credentials.get_frozen_credentials)
 
     def url(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         """A URL for ``method`` on ``key`` for ``expires_in`` seconds (or a stable window)."""
@@ -76,12 +87,11 @@ class S3Presigner:
             start = int(now.timestamp()) // window * window
             signed_at = datetime.fromtimestamp(start, UTC)
             lifetime = expires_in + window
-        signer = self._signer or self._build_signer()
         try:
-            if signer is not None:
-                url = signer.sign(method, key, signed_at, lifetime)
+            if self._signer is not None:
+                url = self._signer.sign(method, key, signed_at, lifetime)
             else:
-                url = self._presign_with_botocore(method, key, lifetime)
+                url = self._with_botocore(method, key, lifetime)
         except Exception as exc:
             raise translate(exc, operation="presign", bucket=self.bucket, key=key) from exc
         return PresignedUrl(
@@ -89,7 +99,7 @@ class S3Presigner:
         )
 
     def put_url(self, key: str, expires_in: int, content_type: str) -> PresignedUrl:
-        """A SigV4 PUT URL for ``key`` that pins ``content_type`` and only creates the object.
+        """A PUT URL for ``key`` that pins ``content_type`` and only creates the object.
 
         The URL signs ``Content-Type`` and ``If-None-Match: *`` (the
         :attr:`~PresignedUrl.headers` a request must carry): without them, or
@@ -98,12 +108,11 @@ class S3Presigner:
         """
         now = self._clock()
         headers = put_url_headers(content_type)
-        signer = self._put_signer or self._build_put_signer()
         try:
-            if signer is not None:
-                url = signer.sign_with_headers("PUT", key, now, expires_in, headers)
+            if self._signer is not None:
+                url = self._signer.sign_with_headers("PUT", key, now, expires_in, headers)
             else:
-                url = self._put_with_botocore(key, expires_in, headers)
+                url = self._with_botocore("PUT", key, expires_in, headers)
         except Exception as exc:
             raise translate(exc, operation="presign", bucket=self.bucket, key=key) from exc
         return PresignedUrl(
@@ -130,66 +139,26 @@ class S3Presigner:
             url=form["url"], fields=form["fields"], expires_at=now + timedelta(seconds=expires_in)
         )
 
-    def _presign_with_botocore(
-        self, method: str, key: str, expires_in: int = 3600, *, sigv4: bool = False
+    def _with_botocore(
+        self,
+        method: str,
+        key: str,
+        expires_in: int = 3600,
+        headers: Mapping[str, str] | None = None,
     ) -> str:
-        client_method = "get_object" if method == "GET" else "put_object"
-        forced = _FORCE_SIGV4.set(sigv4)
+        """Botocore's SigV4 URL (for a PUT, pinning ``headers`` as :meth:`put_url` does)."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if headers is not None:
+            params |= {
+                "ContentType": headers["Content-Type"],
+                "IfNoneMatch": headers["If-None-Match"],
+            }
+        signing = _SIGNING.set(True)
         try:
             return self.client.generate_presigned_url(
-                client_method, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-            )
-        finally:
-            _FORCE_SIGV4.reset(forced)
-
-    def _put_with_botocore(self, key: str, expires_in: int, headers: Mapping[str, str]) -> str:
-        forced = _FORCE_SIGV4.set(True)
-        try:
-            return self.client.generate_presigned_url(
-                "put_object",
-                Params={
-                    "Bucket": self.bucket,
-                    "Key": key,
-                    "ContentType": headers["Content-Type"],
-                    "IfNoneMatch": headers["If-None-Match"],
-                },
+                "get_object" if method == "GET" else "put_object",
+                Params=params,
                 ExpiresIn=expires_in,
             )
         finally:
-            _FORCE_SIGV4.reset(forced)
-
-    def _credentials(self) -> Any:
-        # botocore keeps a client's credentials on its request signer and has
-        # no public accessor; without them botocore signs (or says why it cannot).
-        credentials = getattr(getattr(self.client, "_request_signer", None), "_credentials", None)
-        if credentials is None or not hasattr(credentials, "get_frozen_credentials"):
-            return None
-        return credentials
-
-    def _build_signer(self) -> QuerySigner | None:
-        """The fast signer, or None to let botocore sign (no credentials, an odd client)."""
-        credentials = self._credentials()
-        if credentials is None:
-            return None
-        try:
-            # A SigV2 client's URL has no SigV4 credential to learn the shape from.
-            shape = url_shape(self._presign_with_botocore)
-        except Exception:
-            return None
-        self._signer = QuerySigner(shape, credentials.get_frozen_credentials)
-        return self._signer
-
-    def _build_put_signer(self) -> QuerySigner | None:
-        """The fast signer of PUT URLs: SigV4 even if the client presigns GETs otherwise."""
-        signer = self._signer or self._build_signer()
-        if signer is None:
-            credentials = self._credentials()
-            if credentials is None:
-                return None
-            try:
-                shape = url_shape(functools.partial(self._presign_with_botocore, sigv4=True))
-            except Exception:
-                return None
-            signer = QuerySigner(shape, credentials.get_frozen_credentials)
-        self._put_signer = signer
-        return signer
+            _SIGNING.reset(signing)
