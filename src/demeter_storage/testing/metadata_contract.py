@@ -133,6 +133,21 @@ class MetadataRepositoryContract(RetryContract):
         assert found.image_id == record.image_id
         assert await repository.get_by_key("demeter-photos-viz", "s1/a.jpg") is None
 
+    async def test_a_key_held_as_a_thumbnail_is_taken(self, repository: MetadataRepository) -> None:
+        # get_by_key answers for objects and thumbnails alike, so one key names
+        # one record whichever it is. (The service's key rules keep images off
+        # ``thumb_`` names; the port promises it for any key.)
+        record = make_record()
+        await repository.add(record)
+        await repository.mark_ready(
+            record.image_id, size=3, sha256="b" * 64, thumbnail_key="s1/t.jpg", now=T0
+        )
+        with pytest.raises(ImageAlreadyExists):
+            await repository.add(make_record("s1/t.jpg"))
+        found = await repository.get_by_key("demeter-photos-original", "s1/t.jpg")
+        assert found is not None
+        assert found.image_id == record.image_id
+
     async def test_mark_ready_only_moves_uploading_records(
         self, repository: MetadataRepository
     ) -> None:
