@@ -20,8 +20,8 @@ from demeter_storage.adapters.sql.schema import create_schema
 from demeter_storage.ports import MetadataRepository
 from demeter_storage.testing import metadata_state_machine
 
-DEFAULT = settings(max_examples=40, stateful_step_count=30, deadline=None)
-LONGER = settings(max_examples=300, stateful_step_count=50, deadline=None)
+DEFAULT = settings(max_examples=60, stateful_step_count=40, deadline=None)
+LONGER = settings(max_examples=1000, stateful_step_count=60, deadline=None)
 
 
 @contextlib.asynccontextmanager

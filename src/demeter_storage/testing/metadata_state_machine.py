@@ -11,9 +11,11 @@ from a factory of empty repositories::
 where ``my_repository_factory()`` returns an async context manager yielding an
 empty repository (and cleaning up after it).
 
-The records stay within what the service writes: visualizations belong to a
-ready original, keys and idempotency keys are drawn from small pools so that
-they collide, and time only moves forward, in whole seconds.
+The records stay within what the service writes: keys follow
+:mod:`demeter_storage.domain.keys` (so no image takes a thumbnail's key),
+visualizations belong to a ready original, names and idempotency keys are
+drawn from small pools so that they collide, and time only moves forward, in
+whole seconds.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from demeter_storage.adapters.memory.metadata import InMemoryMetadataRepository
 from demeter_storage.domain.errors import StorageError
+from demeter_storage.domain.keys import original_key, thumbnail_key, visualization_key
 from demeter_storage.domain.records import ImageKind, ImageRecord, ImageState
 from demeter_storage.ports import MetadataRepository
 
@@ -41,7 +44,7 @@ T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 ORIGINALS = "demeter-photos-original"
 VISUALIZATIONS = "demeter-photos-viz"
 SESSIONS = ("s1", "s2")
-NAMES = ("a.jpg", "b.jpg", "a.jpg.thumb.jpg", "c d.png")
+NAMES = ("a.jpg", "b c.png")
 IDEMPOTENCY_KEYS = (None, None, "retry-1", "retry-2")
 PREFIXES = ("", "s1/", "s1/a", "s2/", "s3/")
 
@@ -98,14 +101,16 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
             self.now += timedelta(seconds=elapsed)
             return self.now
 
-        def ids_and_new(self) -> st.SearchStrategy[uuid.UUID]:
-            """An id used before (perhaps removed since), or now and then a new one."""
-            fresh = st.builds(uuid.uuid4)
-            return st.sampled_from(self.ids) | fresh if self.ids else fresh
-
         def pick_id(self, data: st.DataObject, label: str) -> uuid.UUID:
-            """Draw an id from :meth:`ids_and_new`."""
-            return data.draw(self.ids_and_new(), label=label)
+            """Mostly the id of a record that exists; now and then a removed or a new one."""
+            live = [record.image_id for record in self.run(_records(self.model))]
+            which = data.draw(st.integers(0, 9), label=f"{label}: 0 new, 1 any used, else live")
+            if which == 0 or not self.ids:
+                return uuid.uuid4()
+            chosen: uuid.UUID = data.draw(
+                st.sampled_from(live if which > 1 and live else self.ids), label=label
+            )
+            return chosen
 
         def new_record(
             self,
@@ -127,10 +132,12 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
                     if record.kind is ImageKind.ORIGINAL and record.state is ImageState.READY
                 ]
                 # Now and then a parent that does not exist: the repository must refuse it.
-                missing = st.builds(uuid.uuid4)
-                parent_id = data.draw(
-                    st.sampled_from(parents) | missing if parents else missing, label="parent"
-                )
+                if data.draw(st.integers(0, 9), label="parent missing") == 0:
+                    parent_id = uuid.uuid4()
+                elif parents:
+                    parent_id = data.draw(st.sampled_from(parents), label="parent")
+                else:
+                    visualization = False  # no original is ready to take one
             # Now and then an id that is taken (or was): the repository must refuse it.
             # Not with a missing parent too: the port names no one error for both.
             reuse_id = (
@@ -145,7 +152,7 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
                 kind=ImageKind.VISUALIZATION if visualization else ImageKind.ORIGINAL,
                 session_id=session,
                 bucket=VISUALIZATIONS if visualization else ORIGINALS,
-                key=f"{session}/{name}",
+                key=_key(session, name, visualization=visualization, thumbnail=False),
                 filename=name,
                 content_type="image/jpeg",
                 size=None,
@@ -157,6 +164,40 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
                 metadata=meta,
                 upload_expires_at=self.now + timedelta(seconds=60) if direct else None,
                 idempotency_key=idempotency_key,
+            )
+
+        @initialize(data=st.data(), count=st.integers(0, 8))
+        def seed(self, data: st.DataObject, count: int) -> None:
+            """Start from a few records, most of them ready (random steps seldom get there)."""
+            for _ in range(count):
+                self.seed_one(data)
+
+        def seed_one(self, data: st.DataObject) -> None:
+            """Add one record and, three times in four, mark it ready."""
+            record = self.new_record(
+                data,
+                session=data.draw(sessions, label="session"),
+                name=data.draw(names, label="name"),
+                visualization=data.draw(st.booleans(), label="visualization"),
+                direct=data.draw(st.booleans(), label="direct"),
+                meta={},
+            )
+            self.ids.append(record.image_id)
+            self.both(lambda r: r.add(record))
+            if data.draw(st.integers(0, 3), label="left uploading") == 0:
+                return
+            thumbnail = data.draw(st.booleans(), label="thumbnail")
+            now = self.tick(data.draw(seconds, label="elapsed"))
+            self.both(
+                lambda r: r.mark_ready(
+                    record.image_id,
+                    size=1000,
+                    sha256="cd" * 32,
+                    thumbnail_key=thumbnail_key(record.session_id, record.filename)
+                    if thumbnail
+                    else None,
+                    now=now,
+                )
             )
 
         @rule(
@@ -236,11 +277,13 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
         @rule(
             visualization=st.booleans(),
             session=sessions,
-            name=names | st.sampled_from(["a.jpg.thumb.jpg", "b.jpg.thumb.jpg"]),
+            name=names,
+            thumbnail=st.booleans(),
         )
-        def get_by_key(self, visualization: bool, session: str, name: str) -> None:
+        def get_by_key(self, visualization: bool, session: str, name: str, thumbnail: bool) -> None:
             bucket = VISUALIZATIONS if visualization else ORIGINALS
-            expected, actual = self.both(lambda r: r.get_by_key(bucket, f"{session}/{name}"))
+            key = _key(session, name, visualization=visualization, thumbnail=thumbnail)
+            expected, actual = self.both(lambda r: r.get_by_key(bucket, key))
             assert actual == expected
 
         @rule(session=sessions, idempotency_key=st.sampled_from(IDEMPOTENCY_KEYS[2:]))
@@ -268,14 +311,15 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
             image_id = self.pick_id(data, "id")
             now = self.tick(elapsed)
             record = self.run(self.model.get(image_id))
-            # The service names a thumbnail after its image.
-            thumbnail_key = f"{record.key}.thumb.jpg" if record and thumbnail else None
+            key = (
+                thumbnail_key(record.session_id, record.filename) if record and thumbnail else None
+            )
             expected, actual = self.both(
                 lambda r: r.mark_ready(
                     image_id,
                     size=size,
                     sha256="ab" * 32,
-                    thumbnail_key=thumbnail_key,
+                    thumbnail_key=key,
                     now=now,
                     etag=etag,
                 )
@@ -323,7 +367,10 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
         def list_session_after(
             self, session: str, name: str, visualization: bool, limit: int
         ) -> None:
-            after = (VISUALIZATIONS if visualization else ORIGINALS, f"{session}/{name}")
+            after = (
+                VISUALIZATIONS if visualization else ORIGINALS,
+                _key(session, name, visualization=visualization, thumbnail=False),
+            )
             expected, actual = self.both(
                 lambda r: r.list_session(session, limit=limit, after=after)
             )
@@ -387,7 +434,9 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
             age: int,
             limit: int,
         ) -> None:
-            after = data.draw(st.none() | self.ids_and_new(), label="after")
+            after = None
+            if self.ids and not data.draw(st.booleans(), label="from the start"):
+                after = self.pick_id(data, "after")
             bucket = VISUALIZATIONS if visualization else ORIGINALS
             created_before = self.now - timedelta(seconds=age)
             expected, actual = self.both(
@@ -421,6 +470,13 @@ def metadata_state_machine(factory: RepositoryFactory) -> type[RuleBasedStateMac
                 self.runner.close()
 
     return MetadataStateMachine
+
+
+def _key(session: str, name: str, *, visualization: bool, thumbnail: bool) -> str:
+    """The key the service gives an image (or its thumbnail) of this name."""
+    if thumbnail:
+        return thumbnail_key(session, name)
+    return visualization_key(session, name) if visualization else original_key(session, name)
 
 
 def _page(
