@@ -8,10 +8,10 @@ that front-end code works the same against disk and S3.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import errno
-import functools
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,7 +30,6 @@ from demeter_storage.adapters.local.internal import (
 )
 from demeter_storage.adapters.local.writes import TempWriter
 from demeter_storage.adapters.shared.url_signing import UrlSigner
-from demeter_storage.adapters.shared.worker_threads import WorkerThreads
 from demeter_storage.domain.errors import (
     ConfigurationError,
     ObjectChanged,
@@ -60,8 +59,6 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _PERMISSION_ERRNOS: Final = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
-_THREADS: Final = min(32, (os.cpu_count() or 1) + 4)
-"""File operations at once per store: as many threads as asyncio's default executor has."""
 
 
 def _split(key: str) -> tuple[list[str], str]:
@@ -104,7 +101,6 @@ class LocalImageStore(ImageStore):
         self.root = os.path.abspath(os.fspath(root))
         self.name = name or os.path.basename(self.root.rstrip(os.sep)) or "root"
         self._tree = fs.SafeTree(self.root, durable=durable)
-        self._threads = WorkerThreads(_THREADS, name=f"demeter-local-{self.name}")
         self._clock = clock
         self._base_url = base_url or f"{DEFAULT_PUBLIC_BASE_URL}/{quote(self.name, safe='')}"
         self._configured_secret = secret_bytes(signing_secret)
@@ -119,7 +115,7 @@ class LocalImageStore(ImageStore):
         self, key: str, writing: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
     ) -> _T:
         with self._translated(key, writing=writing):
-            return await self._threads.run(functools.partial(fn, *args, **kwargs))
+            return await asyncio.to_thread(fn, *args, **kwargs)
 
     @contextlib.contextmanager
     def _translated(self, key: str, *, writing: bool) -> Iterator[None]:

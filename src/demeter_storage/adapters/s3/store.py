@@ -9,6 +9,7 @@ a circuit breaker (``build_service`` always does).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
 import hashlib
@@ -16,6 +17,7 @@ import io
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,7 +41,6 @@ from demeter_storage.adapters.s3.payload_signing import (
 from demeter_storage.adapters.s3.presign import S3Presigner
 from demeter_storage.adapters.s3.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
 from demeter_storage.adapters.s3.reads import is_replaced, open_first_part, read_part
-from demeter_storage.adapters.shared.worker_threads import WorkerThreads
 from demeter_storage.domain.buckets import validate_bucket_name
 from demeter_storage.domain.errors import StorageError
 from demeter_storage.domain.lifecycle import LifecyclePolicy
@@ -114,14 +115,16 @@ class S3ImageStore(ImageStore):
             endpoint_url=self.config.endpoint_url,
             sort_listings_here=self.config.sorts_listings,
         )
-        self._threads = WorkerThreads(self.config.max_concurrency, name=f"demeter-s3-{bucket}")
+        self._threads = ThreadPoolExecutor(
+            self.config.max_concurrency, thread_name_prefix=f"demeter-s3-{bucket}"
+        )
 
     def __repr__(self) -> str:
         return f"S3ImageStore(bucket={self.name!r}, config={self.config!r})"
 
     async def aclose(self) -> None:
         """Stop the store's threads (and close the client it built)."""
-        self._threads.shutdown()
+        self._threads.shutdown(wait=False, cancel_futures=True)
         if self._owns_client:
             self.client.close()
 
@@ -130,13 +133,13 @@ class S3ImageStore(ImageStore):
     ) -> Any:
         """Run one boto3 call in the store's threads, translating its errors."""
         try:
-            return await self._threads.run(functools.partial(fn, **kwargs))
+            return await self._in_executor(functools.partial(fn, **kwargs))
         except Exception as exc:
             raise translate(exc, operation=operation, bucket=self.name, key=key) from exc
 
     async def _in_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` (local work: reading, hashing) in the store's threads."""
-        return await self._threads.run(fn)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn)
 
     # Writing
 
