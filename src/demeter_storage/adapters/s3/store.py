@@ -13,7 +13,6 @@ import asyncio
 import builtins
 import functools
 import hashlib
-import io
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -32,11 +31,6 @@ from demeter_storage.adapters.s3.multipart import (
     PartReader,
     PartSource,
     upload_parts,
-)
-from demeter_storage.adapters.s3.payload_signing import (
-    known_payload,
-    reuse_payload_hashes,
-    send_small_payloads_at_once,
 )
 from demeter_storage.adapters.s3.presign import S3Presigner
 from demeter_storage.adapters.s3.ranged_reads import ChunkCutter, RangedParts, replaced_while_read
@@ -95,8 +89,6 @@ class S3ImageStore(ImageStore):
         self._owns_client = client is None
         self.client: S3Client = client if client is not None else build_s3_client(self.config)
         watch_client(self.client)  # botocore logs session tokens at DEBUG
-        reuse_payload_hashes(self.client)
-        send_small_payloads_at_once(self.client)
         pool = getattr(self.client.meta.config, "max_pool_connections", None)
         if pool is not None and pool < self.config.max_concurrency:
             logger.warning(
@@ -226,17 +218,15 @@ class S3ImageStore(ImageStore):
             # The SHA-256 goes into metadata; on the wire botocore's CRC32 protects
             # the bytes (the server checks it, cheaper for both sides).
             sha256 = hashlib.sha256(data).hexdigest()
-            body = io.BytesIO(data)  # shares data's buffer; botocore would wrap it anyway
-            with known_payload(body, sha256):  # over HTTP, SigV4 signs this same hash
-                response = self.client.put_object(
-                    Bucket=self.name,
-                    Key=key,
-                    Body=body,
-                    ContentType=content_type,
-                    Metadata=_stored_metadata(metadata, content_type, sha256),
-                    ChecksumAlgorithm="CRC32",
-                    **condition,
-                )
+            response = self.client.put_object(
+                Bucket=self.name,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=_stored_metadata(metadata, content_type, sha256),
+                ChecksumAlgorithm="CRC32",
+                **condition,
+            )
             return sha256, dict(response)
 
         sha256, response = await self._call("PutObject", hash_and_put, key=key)
