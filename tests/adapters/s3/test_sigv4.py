@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -206,10 +207,10 @@ def test_the_signing_key_is_derived_once_a_day() -> None:
     client = botocore_client(None, "auto", "eu-west-3", None)
     signer = fast_signer(client, "abc")
     day = datetime(2026, 3, 1, 8, tzinfo=UTC)
-    with mock.patch.object(sigv4, "HmacSha256", wraps=sigv4.HmacSha256) as keyed:
+    with mock.patch.object(sigv4.hmac, "new", wraps=hmac.new) as keyed:
         for minute in range(10):
             signer.sign("GET", f"s/{minute}.jpg", day + timedelta(minutes=minute), 60)
-        # Four keys in the derivation, the fifth keyed by the signing key, then none a URL.
+        # Four HMACs in the derivation, the fifth keyed by the signing key, then none a URL.
         assert keyed.call_count == 5
         signer.sign("GET", "s/next-day.jpg", day + timedelta(days=1), 60)
         assert keyed.call_count == 5 + 5

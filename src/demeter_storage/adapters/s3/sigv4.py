@@ -5,24 +5,23 @@ endpoint rules, a fresh signing-key derivation). A presigned GET or PUT of one
 bucket differs from the next only in the key, the time, the expiry and the
 headers it pins, so :class:`QuerySigner` asks botocore once for the URL's shape
 (scheme, host, path prefix: whatever the endpoint and addressing style make of
-it), then signs each URL itself with the standard library, caching the derived
-signing key for the day (as an :class:`HmacSha256`, which keeps the GIL: see
-its module). A URL may sign headers besides ``host`` (a PUT's ``Content-Type``
-and ``If-None-Match``): the request must then carry them with those values,
-or the server refuses its signature. The tests check it against botocore's own
-URL, byte for byte, over awkward keys, expiries, regions, endpoints, session
-tokens and signed headers.
+it), then signs each URL itself with the standard library, keeping the day's
+signing key as an HMAC keyed once and copied for each URL. A URL may sign
+headers besides ``host`` (a PUT's ``Content-Type`` and ``If-None-Match``): the
+request must then carry them with those values, or the server refuses its
+signature. The tests check it against botocore's own URL, byte for byte, over
+awkward keys, expiries, regions, endpoints, session tokens and signed headers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
-
-from demeter_storage.adapters.shared.hmac_sha256 import HmacSha256, sha256_hexdigest
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 _SHAPE_PROBE: Final = "demeter-shape-probe"
@@ -95,7 +94,7 @@ class _Context(NamedTuple):
 
     credentials: FrozenCredentials
     second: int
-    signing_mac: HmacSha256
+    signing_mac: hmac.HMAC
     front: str
     canonical_tail: str
     url_tail: str
@@ -115,20 +114,20 @@ class QuerySigner:
     def __init__(self, shape: UrlShape, credentials: Callable[[], FrozenCredentials]) -> None:
         self.shape = shape
         self._credentials = credentials
-        self._signing_macs: dict[tuple[str, str], HmacSha256] = {}
+        self._signing_macs: dict[tuple[str, str], hmac.HMAC] = {}
         self._headers_part = f"host:{shape.host}\n\nhost\n{UNSIGNED_PAYLOAD}"
         self._context: _Context | None = None
 
-    def _signing_mac(self, secret_key: str, day: str) -> HmacSha256:
+    def _signing_mac(self, secret_key: str, day: str) -> hmac.HMAC:
         cached = self._signing_macs.get((secret_key, day))
         if cached is None:
-            key = HmacSha256(f"AWS4{secret_key}".encode()).digest(day.encode())
-            for part in (self.shape.region, "s3", "aws4_request"):
-                key = HmacSha256(key).digest(part.encode())
+            key = f"AWS4{secret_key}".encode()
+            for part in (day, self.shape.region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
             # Only today's key (and one for a rotated secret) are worth keeping.
             if len(self._signing_macs) > 4:
                 self._signing_macs.clear()
-            self._signing_macs[(secret_key, day)] = cached = HmacSha256(key)
+            self._signing_macs[(secret_key, day)] = cached = hmac.new(key, digestmod=hashlib.sha256)
         return cached
 
     def _new_context(self, credentials: FrozenCredentials, second: int) -> _Context:
@@ -175,8 +174,7 @@ class QuerySigner:
             f"{method}\n{self.shape.path_prefix}{path}\n{front}{context.canonical_tail}\n"
             f"{self._headers_part}"
         )
-        string_to_sign = context.string_to_sign_head + sha256_hexdigest(canonical_request.encode())
-        signature = context.signing_mac.hexdigest(string_to_sign.encode())
+        signature = _signature(context, canonical_request)
         return f"{self.shape.base}{path}?{front}{context.url_tail}&X-Amz-Signature={signature}"
 
     def sign_with_headers(
@@ -214,9 +212,16 @@ class QuerySigner:
             f"{method}\n{self.shape.path_prefix}{path}\n{front}{canonical_tail}\n"
             f"{canonical_headers}\n{signed_names}\n{UNSIGNED_PAYLOAD}"
         )
-        string_to_sign = context.string_to_sign_head + sha256_hexdigest(canonical_request.encode())
-        signature = context.signing_mac.hexdigest(string_to_sign.encode())
+        signature = _signature(context, canonical_request)
         return f"{self.shape.base}{path}?{front}{url_tail}&X-Amz-Signature={signature}"
+
+
+def _signature(context: _Context, canonical_request: str) -> str:
+    """The hex signature of a canonical request, with the day's signing key."""
+    hashed = hashlib.sha256(canonical_request.encode()).hexdigest()
+    mac = context.signing_mac.copy()
+    mac.update(f"{context.string_to_sign_head}{hashed}".encode())
+    return mac.hexdigest()
 
 
 def _tails(signed_headers: str, token: str | None) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
@@ -19,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from demeter_storage.adapters.shared.hmac_sha256 import HmacSha256
 from demeter_storage.domain.errors import ConfigurationError, InvalidSignature, ValidationError
 from demeter_storage.domain.keys import validate_key
 from demeter_storage.domain.objects import (
@@ -82,7 +82,7 @@ class UrlSigner:
                 f"invalid base URL {base_url!r}: use http(s)://host[:port][/path] "
                 "without a query or fragment"
             )
-        self._mac = HmacSha256(secret)
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)  # keyed once, copied per URL
         self._base = parts._replace(path=parts.path.rstrip("/"))
         self._prefix = self._base.geturl() + "/"
         self.scope = scope
@@ -103,7 +103,12 @@ class UrlSigner:
         if content_type is not None:
             message += f"\n{content_type}"
         # A content type may hold any text a client sent: never fail on encoding.
-        return self._mac.hexdigest(message.encode("utf-8", "replace"))
+        return self._hexdigest(message.encode("utf-8", "replace"))
+
+    def _hexdigest(self, message: bytes) -> str:
+        mac = self._mac.copy()
+        mac.update(message)
+        return mac.hexdigest()
 
     def sign(
         self, key: str, expires_in: int, method: HttpMethod, content_type: str | None = None
@@ -131,7 +136,7 @@ class UrlSigner:
     def _post_signature(self, policy: str) -> str:
         message = f"demeter-post-v1\n{self.scope}\n{policy}"
         # A policy is base64 (ASCII); anything else was tampered with and must not match.
-        return self._mac.hexdigest(message.encode("utf-8", "replace"))
+        return self._hexdigest(message.encode("utf-8", "replace"))
 
     def sign_post(
         self, key: str, content_type: str, max_size: int, expires_in: int
