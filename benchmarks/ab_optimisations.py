@@ -7,8 +7,9 @@ SeaweedFS, the upload path on PostgreSQL), once with it and once the plain
 way, alternating which goes first from round to round; each round's ratio
 (with it / plain) compares two runs made back to back. An optimisation pays
 when the median ratio moves the case by more than the ratios spread between
-rounds (max - min). An optimisation whose module is gone keeps the figures of the
-last run that measured it, marked deleted.
+rounds (max - min). The optimisations that did not pay were deleted; the file keeps
+the figures of the run that measured them (this module's version of commit
+57a4699 has their cases).
 """
 
 from __future__ import annotations
@@ -16,20 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import importlib
-import importlib.util
 import itertools
 import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -39,8 +34,6 @@ import asyncpg
 import attrs
 
 from demeter_storage.adapters.s3 import config as s3_config
-from demeter_storage.adapters.s3 import sigv4
-from demeter_storage.adapters.s3 import store as s3_store
 from demeter_storage.adapters.s3.store import S3ImageStore
 from demeter_storage.adapters.sql.engine import create_engine
 from demeter_storage.adapters.sql.repository import SqlAlchemyMetadataRepository
@@ -61,20 +54,8 @@ LISTED: Final = 1000
 
 Op = Callable[[int], Awaitable[object]]
 """One operation of a worker, given its running count."""
-Patches = Callable[[], contextlib.AbstractContextManager[Any]]
-"""What is patched while one side runs (the plain way swapped in)."""
-
-
-@dataclass(frozen=True)
-class Ready:
-    """One side, set up: its operation, and what is patched while it runs."""
-
-    op: Op
-    during: Patches = contextlib.nullcontext
-
-
-Side = Callable[[], AsyncIterator[Ready]]
-"""Sets up one side of an A/B (with it, or plain) and yields it ready."""
+Side = Callable[[], AsyncIterator[Op]]
+"""Sets up one side of an A/B (with it, or plain) and yields its operation."""
 Build = Callable[[S3ImageStore], Awaitable[Op]]
 """Prepares a store for a workload (say, objects to get) and returns its operation."""
 
@@ -88,8 +69,6 @@ class Case:
     concurrency: int
     with_it: Side
     plain: Side
-    module: str
-    """Where the optimisation lives: ``package.module``, or ``package.module:name``."""
 
 
 @dataclass
@@ -157,8 +136,7 @@ async def measure(case: Case, rounds: int, seconds: float) -> Outcome:
         }
 
         async def run(name: str, duration: float) -> tuple[float, float]:
-            with sides[name].during():
-                return await rate(sides[name].op, case.concurrency, duration)
+            return await rate(sides[name], case.concurrency, duration)
 
         for name in sides:  # a warm-up: connections, signing keys, caches
             await run(name, seconds / 4)
@@ -171,43 +149,6 @@ async def measure(case: Case, rounds: int, seconds: float) -> Outcome:
 
 
 # The S3 store on SeaweedFS
-
-
-class ExecutorThreads:
-    """The plain way: ``loop.run_in_executor`` on a ``ThreadPoolExecutor``."""
-
-    def __init__(self, max_workers: int, *, name: str) -> None:
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
-
-    async def run(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` in the pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
-
-    def shutdown(self) -> None:
-        """Let the threads end."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-class PlainHmac:
-    """The plain way: ``hmac.new(key, digestmod=sha256)`` keyed once, copied per message."""
-
-    def __init__(self, key: bytes) -> None:
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
-
-    def digest(self, message: bytes) -> bytes:
-        """The MAC of ``message``."""
-        mac = self._mac.copy()
-        mac.update(message)
-        return mac.digest()
-
-    def hexdigest(self, message: bytes) -> str:
-        """The MAC of ``message`` in hex."""
-        return self.digest(message).hex()
-
-
-def plain_sha256_hexdigest(data: bytes) -> str:
-    """The plain way: hashlib in one call."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def _noop(*_: object) -> None:
@@ -232,15 +173,6 @@ class S3Bench:
         return store
 
 
-async def put(store: S3ImageStore) -> Op:
-    """PUT 256 KiB, over 64 keys."""
-
-    async def op(count: int) -> object:
-        return await store.put(f"ab/{count % 64}.bin", OBJECT, content_type=BINARY)
-
-    return op
-
-
 async def get(store: S3ImageStore) -> Op:
     """GET 256 KiB, from 64 keys."""
     for index in range(64):
@@ -263,102 +195,24 @@ async def list_page(store: S3ImageStore) -> Op:
     return op
 
 
-async def presign(store: S3ImageStore) -> Op:
-    """Presign 1,000 GET URLs (so that the loop's own overhead stays small)."""
-
-    async def op(count: int) -> object:
-        for index in range(1000):
-            await store.presign(f"s/{count}-{index}.jpg", expires_in=3600)
-        return None
-
-    return op
-
-
-@contextlib.contextmanager
-def busy_thread() -> Iterator[None]:
-    """A Python thread spinning beside the loop, as boto3's workers do."""
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            sum(range(100))
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-@contextlib.contextmanager
-def plain_hmac() -> Iterator[None]:
-    """The SigV4 signer on the plain ``hmac`` and ``hashlib`` calls."""
-    with (
-        mock.patch.object(sigv4, "HmacSha256", PlainHmac),
-        mock.patch.object(sigv4, "sha256_hexdigest", plain_sha256_hexdigest),
-    ):
-        yield
-
-
-@contextlib.contextmanager
-def beside_busy_thread_with_plain_hmac() -> Iterator[None]:
-    """Both of the above."""
-    with busy_thread(), plain_hmac():
-        yield
-
-
 def s3_cases(bench: S3Bench) -> list[Case]:
-    """The store's cases: threads, payload signing, timestamps, HMAC."""
+    """The store's cases: S3's timestamps parsed directly, or by botocore (dateutil)."""
 
-    def side(build: Build, *built_under: Any, during: Patches = contextlib.nullcontext) -> Side:
-        async def set_up() -> AsyncIterator[Ready]:
-            yield Ready(await build(await bench.store(*built_under)), during)
-
-        return set_up
-
-    def on_executor(build: Build) -> Side:
-        async def set_up() -> AsyncIterator[Ready]:
-            store = await bench.store()
-            store._threads.shutdown()
-            store._threads = ExecutorThreads(store.config.max_concurrency, name="ab")  # type: ignore[assignment]
-            yield Ready(await build(store))
+    def side(build: Build, *built_under: Any) -> Side:
+        async def set_up() -> AsyncIterator[Op]:
+            yield await build(await bench.store(*built_under))
 
         return set_up
 
-    no_known_payload = (
-        mock.patch.object(s3_store, "reuse_payload_hashes", _noop),
-        mock.patch.object(s3_store, "send_small_payloads_at_once", _noop),
-    )
     botocore_timestamps = mock.patch.object(s3_config, "parse_timestamps_directly", _noop)
-    threads, payload = "adapters.shared.worker_threads", "adapters.s3.payload_signing"
-    timestamps, macs = "adapters.s3.timestamps", "adapters.shared.hmac_sha256"
-    cases = []
-    for concurrency in (1, 16):
-        cases += [
-            Case("worker_threads", "S3 put 256 KiB", concurrency,
-                 side(put), on_executor(put), threads),
-            Case("worker_threads", "S3 get 256 KiB", concurrency,
-                 side(get), on_executor(get), threads),
-            Case("payload_signing", "S3 put 256 KiB", concurrency,
-                 side(put), side(put, *no_known_payload), payload),
-            Case("timestamps", "S3 get 256 KiB", concurrency,
-                 side(get), side(get, botocore_timestamps), timestamps),
-        ]  # fmt: skip
     return [
-        *cases,
+        Case("timestamps", "S3 get 256 KiB", 1,
+             side(get), side(get, botocore_timestamps)),
+        Case("timestamps", "S3 get 256 KiB", 16,
+             side(get), side(get, botocore_timestamps)),
         Case("timestamps", "S3 list 1,000 keys", 1,
-             side(list_page), side(list_page, botocore_timestamps), timestamps),
-        Case("hmac_sha256", "S3 presign 1,000 GET URLs", 1,
-             side(presign), side(presign, during=plain_hmac), macs),
-        Case("hmac_sha256", "S3 presign 1,000 GET URLs beside a busy thread", 1,
-             side(presign, during=busy_thread),
-             side(presign, during=beside_busy_thread_with_plain_hmac), macs),
+             side(list_page), side(list_page, botocore_timestamps)),
     ]  # fmt: skip
-
-
-# The upload path on PostgreSQL
 
 
 @contextlib.asynccontextmanager
@@ -390,8 +244,8 @@ def upload_cases(bench: S3Bench) -> list[Case]:
     data = SAMPLE.read_bytes()
     request = UploadRequest(filename="leaf.jpg", content_type="image/jpeg", size=len(data))
 
-    def side(*, batched: bool = True, during: Patches = contextlib.nullcontext) -> Side:
-        async def set_up() -> AsyncIterator[Ready]:
+    def side(*, batched: bool = True) -> Side:
+        async def set_up() -> AsyncIterator[Op]:
             async with postgres_service(bench) as service:
                 if not batched:  # the SQLAlchemy Core statements through the AsyncEngine
                     service.metadata._statements = None  # type: ignore[attr-defined]
@@ -401,58 +255,35 @@ def upload_cases(bench: S3Bench) -> list[Case]:
                     named = attrs.evolve(request, filename=f"photo-{next(names)}.jpg")
                     return await service.upload_original(data, session, named)
 
-                yield Ready(op, during)
+                yield op
 
         return set_up
 
-    def uuid4_ids() -> contextlib.AbstractContextManager[Any]:
-        return mock.patch("demeter_storage.service.uploads.new_id", uuid.uuid4)
-
     return [
         Case("batching + asyncpg_statements", "upload_original, PostgreSQL", 16,
-             side(), side(batched=False), "adapters.sql.asyncpg_statements"),
+             side(), side(batched=False)),
         Case("batching + asyncpg_statements", "upload_original, PostgreSQL", 1,
-             side(), side(batched=False), "adapters.sql.asyncpg_statements"),
-        Case("ids", "upload_original, PostgreSQL", 16,
-             side(), side(during=uuid4_ids), "domain.ids:_RandomBuffer"),
+             side(), side(batched=False)),
     ]  # fmt: skip
 
 
-def present(where: str) -> bool:
-    """Whether the optimisation at ``where`` (see :attr:`Case.module`) is still in the package."""
-    module, _, name = where.partition(":")
-    if importlib.util.find_spec(f"demeter_storage.{module}") is None:
-        return False
-    return not name or hasattr(importlib.import_module(f"demeter_storage.{module}"), name)
-
-
 async def main(rounds: int, seconds: float) -> dict[str, Any]:
-    """Every case whose optimisation is still in the package; a deleted one's last figures."""
-    previous = json.loads(OUTPUT.read_text())["cases"] if OUTPUT.exists() else []
-    last = {(c["optimisation"], c["workload"], c["concurrency"]): c for c in previous}
+    """Every case of a kept optimisation; a deleted one's figures from its last run."""
     measured_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as work, running_seaweedfs(Path(work)) as server:
         async with contextlib.AsyncExitStack() as stack:
             bench = S3Bench(server, stack)
             for case in [*s3_cases(bench), *upload_cases(bench)]:
-                key = (case.optimisation, case.workload, case.concurrency)
-                if not present(case.module):
-                    results.append({**last.get(key, {"optimisation": key[0]}), "deleted": True})
-                    continue
                 print(f"{case.optimisation}: {case.workload} x{case.concurrency}", file=sys.stderr)
                 result = await measure(case, rounds, seconds)
-                cpu = " vs ".join(
-                    f"{statistics.median(side):.0f}"
-                    for side in (result.cpu_us_with, result.cpu_us_plain)
-                )
-                print(
-                    f"  {result.gain:+.1%} (spread {result.spread:.1%}); CPU/op {cpu} us",
-                    file=sys.stderr,
-                )
+                print(f"  {result.gain:+.1%} (spread {result.spread:.1%})", file=sys.stderr)
                 setting = {"measured_at": measured_at, "rounds": rounds, "seconds": seconds}
                 results.append(asdict(result) | setting)
-    return {"cases": results}
+    previous = json.loads(OUTPUT.read_text())["cases"] if OUTPUT.exists() else []
+    kept = {case["optimisation"] for case in results}
+    deleted = [case for case in previous if case["optimisation"] not in kept]
+    return {"cases": [*deleted, *results]}
 
 
 if __name__ == "__main__":
