@@ -1,17 +1,10 @@
-"""S3's timestamps parsed directly, instead of through dateutil.
+"""S3's two timestamp formats, parsed directly: botocore's dateutil parser slows listings down.
 
-botocore parses every timestamp of a response with ``dateutil``'s general
-parser: 35-48 µs a parse in a tight loop here. Measured per call, a 256 KiB
-``GetObject`` (one ``Last-Modified``) went from 1,165 to 1,075 µs of client
-CPU without it, and a listing page of 1,000 keys parses 1,000 of them.
-S3 sends two formats only: RFC 1123 in headers
-(``Wed, 25 Nov 2026 01:20:13 GMT``) and ISO 8601 in UTC in XML bodies
-(``2026-11-25T01:20:13.000Z``). :func:`parse_s3_timestamp` reads those two in
-about 1.5 µs and gives anything else to botocore's own parser, so its answer
-is always botocore's instant (a property test holds it to that), in
-:data:`datetime.UTC`. botocore's own zone object varies by machine
-(``tzlocal`` for an ISO "Z" where the machine's zone is UTC, ``tzutc``
-elsewhere); every one of them names offset zero.
+S3 sends RFC 1123 in headers (``Wed, 25 Nov 2026 01:20:13 GMT``) and ISO 8601
+in UTC in XML bodies (``2026-11-25T01:20:13.000Z``); :func:`parse_s3_timestamp`
+reads those two and gives anything else to botocore's own parser, so its
+answer is always botocore's instant (a property test holds it to that), in
+:data:`datetime.UTC`.
 """
 
 from __future__ import annotations

@@ -1,22 +1,16 @@
-"""The upload path's two statements, sent straight to asyncpg on PostgreSQL, in batches.
+"""The upload's two record writes, straight to asyncpg in batches: concurrent uploads wait on them.
 
 Every upload writes its record twice: ``uploading`` before the object is
-stored, ``ready`` after. The profile of ``upload_original`` showed
-SQLAlchemy's execution layer costing more client CPU than asyncpg's own work
-for these two statements, so they go straight to the asyncpg connection
-(from the same pool; asyncpg caches their prepared statements). The SQL is
-rendered once from the table definition with SQLAlchemy's identifier
-quoting, so the two paths can never disagree on names.
-
-Concurrent uploads share statements (:class:`~demeter_storage.adapters.sql.batching.BatchWriter`):
-a lone write is sent at once as a one-row statement, and the writes that
-arrive meanwhile go together as one multi-row statement over ``unnest`` of
-arrays. Each statement is atomic, so a batch that fails as a whole wrote
-nothing and is written again row by row, for each caller to get its own
-outcome; only a lost connection fails the whole batch.
-
-Errors are translated here as the SQLAlchemy path translates them: a lost
-connection is invalidated (the pool replaces it) and becomes
+stored, ``ready`` after. These two go to the asyncpg connection (from the
+engine's pool; asyncpg caches their prepared statements), with SQL rendered
+once from the table definition with SQLAlchemy's identifier quoting, so the
+two paths never disagree on names. Concurrent writes share statements
+(:class:`~demeter_storage.adapters.sql.batching.BatchWriter`): a lone write is
+a one-row statement, the writes that arrive meanwhile go together over
+``unnest`` of arrays. Each statement is atomic, so a batch refused as a whole
+wrote nothing and is written again row by row, each caller getting its own
+outcome; only a lost connection fails the whole batch. Errors are translated
+as on the SQLAlchemy path: a lost connection is invalidated and becomes
 :class:`~demeter_storage.domain.errors.StorageUnavailable`.
 """
 

@@ -1,16 +1,11 @@
-"""Concurrent calls written as one batch: what arrives while a batch is in flight goes next.
+"""Concurrent writes sent as one statement, so that concurrent uploads do not queue on their writes.
 
-Each upload writes its record twice, and at 16 uploads at once the two
-statements cost the client more than the object's own ``put`` (a pool
-checkout, a round trip and two event-loop wake-ups each). A
-:class:`BatchWriter` sends the first call at once, alone, and gathers the
+A :class:`BatchWriter` sends the first call at once, alone, and gathers the
 calls that arrive while it runs into the next batch: a lone caller waits for
-nothing extra, and under load one statement carries many rows.
-
-It knows nothing of databases: ``run`` gets a session (say, a connection
-held while batches keep coming, so a busy writer checks one out once) and the
-items, and returns one outcome per item: a result, or the exception that
-item's caller should see.
+nothing extra, and under load one statement carries many rows. It knows
+nothing of databases: ``run`` gets a session (say, a connection held while
+batches keep coming) and the items, and returns one outcome per item: a
+result, or the exception that item's caller should see.
 """
 
 from __future__ import annotations
