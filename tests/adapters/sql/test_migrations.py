@@ -242,6 +242,8 @@ async def test_a_database_a_newer_release_migrated_is_refused(engine: AsyncEngin
         await create_schema(engine)
     with pytest.raises(ConfigurationError, match="demeter_9999"):
         await migrations.downgrade(engine, FIRST)
+    with pytest.raises(ConfigurationError, match="demeter_9999"):
+        await migrations.refuse_newer(engine)
     status = await migrations.status(engine)
     assert (status.current, status.unknown, status.ok) == (
         ("demeter_9999",),
@@ -252,7 +254,9 @@ async def test_a_database_a_newer_release_migrated_is_refused(engine: AsyncEngin
 
 
 async def test_an_upgrade_to_a_revision_stops_there(engine: AsyncEngine) -> None:
+    await migrations.refuse_newer(engine)  # never migrated: not refused
     await migrations.upgrade(engine, FIRST)
+    await migrations.refuse_newer(engine)  # behind: not refused either
     assert await migrations.current(engine) == (FIRST,)
     status = await migrations.status(engine)
     assert (status.at_head, status.differences, status.table_exists) == (False, (), True)

@@ -152,6 +152,20 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await connection.run_sync(_upgrade, revision)
 
 
+async def refuse_newer(engine: AsyncEngine) -> None:
+    """Refuse a database that a newer release migrated (one query; changes nothing).
+
+    For apps that start without upgrading (``DEMETER_CREATE_SCHEMA`` off): a
+    database behind the head, or never migrated, passes (``db check`` reports
+    it); one whose revision this release does not know does not.
+
+    Raises:
+        ConfigurationError: the database's revision is unknown here.
+    """
+    async with engine.connect() as connection:
+        await connection.run_sync(_refuse_unknown)
+
+
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     """Downgrade the database to ``revision`` (``"base"``: drop our tables and rows).
 
@@ -303,6 +317,7 @@ __all__: Sequence[str] = [
     "locked",
     "not_demeter_storage",
     "only_demeter_storage",
+    "refuse_newer",
     "script_directory",
     "script_location",
     "status",
