@@ -148,6 +148,8 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
             the package (its revision is unknown here): upgrade the package, or
             point it at the right database; nothing is downgraded.
     """
+    if revision == "head" and await current(engine) == (head(),):
+        return  # the usual start: no lock, so no wait behind a writer's transaction
     async with locked(engine) as connection:
         await connection.run_sync(_upgrade, revision)
 
@@ -283,7 +285,7 @@ def _refuse_unknown(connection: sa.Connection) -> tuple[str, ...]:
 def _upgrade(connection: sa.Connection, revision: str) -> None:
     heads = _refuse_unknown(connection)
     if revision == "head" and heads == (head(),):
-        return  # the usual start: nothing to do, no need to load env.py
+        return  # another process upgraded it while this one waited for the lock
     if not heads and sa.inspect(connection).has_table(TABLE_NAME):
         logger.info("adopting %s, made before migrations: its rows stay", TABLE_NAME)
     _run_command(connection, command.upgrade, revision, checked=True)
