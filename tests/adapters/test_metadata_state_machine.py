@@ -21,7 +21,7 @@ from demeter_storage.ports import MetadataRepository
 from demeter_storage.testing import metadata_state_machine
 
 DEFAULT = settings(max_examples=60, stateful_step_count=40, deadline=None)
-LONGER = settings(max_examples=1000, stateful_step_count=60, deadline=None)
+LONGER = settings(max_examples=500, stateful_step_count=60, deadline=None)
 
 
 @contextlib.asynccontextmanager
