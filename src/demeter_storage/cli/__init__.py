@@ -229,4 +229,13 @@ def _exit_code(exc: BaseException) -> int:
 
 def run() -> None:
     """The console script's entry point."""
-    sys.exit(main())
+    code = main()
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # A store call may still block a worker thread (a hung server), and the
+        # interpreter joins worker threads at exit: an interrupted command
+        # leaves now, as a process killed by the signal would.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -8,20 +8,13 @@ a driver's error reaches the terminal with its password masked too.
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
-from alembic.util.exc import CommandError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from demeter_storage.adapters.sql import migrations
-from demeter_storage.adapters.sql.engine import create_engine
-from demeter_storage.domain.errors import ConfigurationError, StorageError, StorageUnavailable
-from demeter_storage.domain.urls import mask_url, redact
+from demeter_storage.adapters.sql.admin import Database, database, missing_sqlite_file
+from demeter_storage.domain.errors import ConfigurationError
+from demeter_storage.domain.urls import mask_url
 from demeter_storage.settings.storage import StorageSettings
 
 ACTIONS: Final = ("upgrade", "current", "check")
@@ -44,14 +37,14 @@ async def run_db(args: argparse.Namespace) -> int:
             "migrate; set DEMETER_DATABASE_URL"
         )
     url = settings.database_url or settings.embedded_database_url
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None and args.action != "upgrade":
         # Connecting would create an empty file: say what is there instead.
         print(f"{mask_url(url)}: no database yet ({missing} does not exist); {UPGRADE_HINT}")
         return 0 if args.action == "current" else 1
     if missing is not None:
         _make_directory(missing.parent)
-    async with _engine(url) as engine:
+    async with database(url) as engine:
         if args.action == "upgrade":
             return await _upgrade(engine, url)
         if args.action == "current":
@@ -59,7 +52,7 @@ async def run_db(args: argparse.Namespace) -> int:
         return await _check(engine, url)
 
 
-async def _upgrade(engine: AsyncEngine, url: str) -> int:
+async def _upgrade(engine: Database, url: str) -> int:
     before = await migrations.current(engine)
     await migrations.upgrade(engine)
     head = migrations.head()
@@ -70,13 +63,13 @@ async def _upgrade(engine: AsyncEngine, url: str) -> int:
     return 0
 
 
-async def _current(engine: AsyncEngine, url: str) -> int:
+async def _current(engine: Database, url: str) -> int:
     status = await migrations.status(engine)
     print(f"{mask_url(url)}: {_shown(status.current)} ({_where(status)})")
     return 0
 
 
-async def _check(engine: AsyncEngine, url: str) -> int:
+async def _check(engine: Database, url: str) -> int:
     status = await migrations.status(engine)
     shown = mask_url(url)
     if status.ok:
@@ -110,18 +103,6 @@ def _shown(revisions: tuple[str, ...]) -> str:
     return ", ".join(revisions) or "no revision"
 
 
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The SQLite file ``url`` names, if it does not exist yet (None for other databases)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None  # create_engine says what is wrong with it
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path
-
-
 def _make_directory(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -130,20 +111,3 @@ def _make_directory(path: Path) -> None:
             f"cannot create {str(path)!r} for the database ({exc.strerror or exc}); "
             "point DEMETER_STORAGE_ROOT or DEMETER_DATABASE_URL at a writable place"
         ) from None
-
-
-@contextlib.asynccontextmanager
-async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on ``url``; database errors become one masked ``StorageUnavailable``."""
-    engine = create_engine(url)
-    try:
-        yield engine
-    except StorageError:
-        raise
-    except (SQLAlchemyError, OSError, CommandError) as exc:
-        # Drivers quote what they were given: the chain would show the password.
-        raise StorageUnavailable(
-            f"the database {mask_url(url)} failed: {redact(str(exc), url)}"
-        ) from None
-    finally:
-        await engine.dispose()

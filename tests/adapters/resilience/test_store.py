@@ -417,12 +417,21 @@ def test_outcomes_are_classified() -> None:
         ResilientImageStore(InMemoryImageStore(), retry_attempts=0)
 
 
-async def test_adapter_methods_pass_through(store: ResilientImageStore) -> None:
-    url = await store.presign("s/a.jpg", expires_in=60)
-    assert await store.verify_url(url.url) == "s/a.jpg"
+async def test_capabilities_are_forwarded_explicitly(store: ResilientImageStore) -> None:
+    # The in-memory store has no bucket to create and leaves no leftovers.
+    assert await store.ensure_bucket() is False
+    assert await store.remove_leftovers() == 0
     with pytest.raises(AttributeError):
-        store._private_thing  # noqa: B018
+        store.verify_url  # noqa: B018 - nothing passes through implicitly any more
     assert "ResilientImageStore" in repr(store)
+
+
+async def test_ensure_bucket_reaches_a_store_that_provisions_one() -> None:
+    class Provisioning(InMemoryImageStore):
+        async def ensure_bucket(self) -> bool:
+            return True
+
+    assert await ResilientImageStore(Provisioning()).ensure_bucket() is True
 
 
 # Shared state in Redis

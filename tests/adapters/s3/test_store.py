@@ -240,7 +240,7 @@ def test_the_client_is_sized_for_the_threads_and_never_retries(moto: None) -> No
     store = S3ImageStore("photos", config=S3Config(region="us-east-1", max_concurrency=24))
     config = store.client.meta.config
     assert config.max_pool_connections == 24
-    assert store._threads.max_workers == 24
+    assert store._threads._max_workers == 24
     assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
     assert (config.connect_timeout, config.read_timeout) == (5.0, 60.0)
 

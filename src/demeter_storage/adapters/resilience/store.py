@@ -35,8 +35,6 @@ from demeter_storage.ports import (
     ImageStore,
     ProvisionsBucket,
     RemovesLeftovers,
-    ServesSignedUrls,
-    UrlVerifier,
 )
 from demeter_storage.ports.streams import Payload
 
@@ -128,17 +126,6 @@ class ResilientImageStore(ImageStore):
         if not isinstance(inner, RemovesLeftovers):
             return 0
         return await inner.remove_leftovers(older_than)
-
-    async def url_signer(self) -> UrlVerifier:
-        """The inner store's URL verifier.
-
-        Raises:
-            TypeError: the inner store's URLs are served by its own server (S3).
-        """
-        inner = self.inner
-        if not isinstance(inner, ServesSignedUrls):
-            raise TypeError(f"{inner!r} does not sign URLs that our web app serves")
-        return await inner.url_signer()
 
     async def breaker_status(self) -> BreakerStatus:
         """The circuit breaker's state now."""

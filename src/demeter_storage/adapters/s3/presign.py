@@ -78,7 +78,7 @@ class S3Presigner:
 
     def url(self, key: str, expires_in: int, method: HttpMethod) -> PresignedUrl:
         """A URL for ``method`` on ``key`` for ``expires_in`` seconds (or a stable window)."""
-        now = self._clock()
+        now = self._clock().replace(microsecond=0)  # X-Amz-Date has whole seconds
         signed_at, lifetime = now, expires_in
         window = self.config.presign_stable_seconds
         if window is not None and expires_in + window <= MAX_PRESIGN_SECONDS:
@@ -106,7 +106,7 @@ class S3Presigner:
         with other values, the server refuses the signature (403); with them,
         it refuses to replace an object (412).
         """
-        now = self._clock()
+        now = self._clock().replace(microsecond=0)  # X-Amz-Date has whole seconds
         headers = put_url_headers(content_type)
         try:
             if self._signer is not None:
@@ -121,7 +121,7 @@ class S3Presigner:
 
     def post(self, key: str, content_type: str, max_size: int, expires_in: int) -> PresignedPost:
         """A form POST for ``key``: this content type and 1 to ``max_size`` bytes only."""
-        now = self._clock()
+        now = self._clock().replace(microsecond=0)  # X-Amz-Date has whole seconds
         try:
             form = self.client.generate_presigned_post(
                 Bucket=self.bucket,
