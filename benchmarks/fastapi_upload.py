@@ -32,9 +32,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fastapi.upload_memory_worker import BOUNDARY, form, serve  # noqa: E402
-
 from demeter_storage import StorageSettings, UploadRequest, build_service  # noqa: E402
+from tests.fastapi.upload_memory_worker import BOUNDARY, form, serve  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "fastapi_upload.json"
 MIB = 1024 * 1024

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import FastAPI, Header, HTTPException
+
 from demeter_storage.fastapi import (
     Action,
     get_image_service,
@@ -18,7 +20,6 @@ from demeter_storage.fastapi import (
     install_exception_handlers,
     lifespan,
 )
-from fastapi import FastAPI, Header, HTTPException
 
 __all__ = ["app", "current_user", "get_image_service", "may"]
 

@@ -14,10 +14,10 @@ import time
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from demeter_storage import StorageSettings
 from demeter_storage.fastapi import allow_all, images_router, install_exception_handlers, lifespan
-from fastapi import FastAPI
 
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra (uvicorn) is not installed")
 

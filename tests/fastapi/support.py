@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("fastapi", reason="the fastapi extra is not installed")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 
+from fastapi import FastAPI  # noqa: E402
+
 from demeter_storage.fastapi import (  # noqa: E402
     Authorizer,
     allow_all,
@@ -19,7 +21,6 @@ from demeter_storage.fastapi import (  # noqa: E402
     install_exception_handlers,
 )
 from demeter_storage.service.image_service import ImageService  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "docs" / "assets" / "sample-leaf.jpg"

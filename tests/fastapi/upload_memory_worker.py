@@ -22,10 +22,10 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from demeter_storage import StorageSettings
 from demeter_storage.fastapi import allow_all, images_router, install_exception_handlers, lifespan
-from fastapi import FastAPI
 
 CHUNK = 1024 * 1024
 BOUNDARY = "demeterboundary7d1f"

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -48,7 +49,6 @@ from demeter_storage.domain.errors import (
 )
 from demeter_storage.fastapi.models import Problem
 from demeter_storage.service.ownership import LostOwnership
-from fastapi import FastAPI, Request
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",

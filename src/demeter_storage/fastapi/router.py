@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import pydantic
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import StreamingResponse
@@ -41,7 +42,6 @@ from demeter_storage.fastapi.models import (
 from demeter_storage.fastapi.problems import Denied, TooLarge, problem_responses
 from demeter_storage.service.image_service import ImageService
 from demeter_storage.service.schemas import ImageResponse
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 __all__ = ["Action", "Authorizer", "allow_all", "anonymous", "images_router"]
 
