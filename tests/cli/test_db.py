@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from demeter_storage.adapters.sql import migrations
 from demeter_storage.adapters.sql.repository import create_engine
 from demeter_storage.adapters.sql.schema import TABLE_NAME
-from tests.adapters.sql.test_migrations import (
+from tests.adapters.sql.databases import (
     create_postgres_database,
     database_url,
     drop_postgres_database,
+    first_release_table,
+    insert_an_image,
 )
-from tests.adapters.sql.test_schema_upgrade import first_release_table, insert_an_image
 from tests.cli.support import run, workdir
 
 __all__ = ["workdir"]  # the autouse fixture, for this module

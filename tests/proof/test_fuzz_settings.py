@@ -34,9 +34,7 @@ from demeter_storage.adapters.local.store import LocalImageStore
 from demeter_storage.bootstrap import build_service
 from demeter_storage.domain.errors import ConfigurationError
 from demeter_storage.settings.storage import StorageSettings
-from tests.proof.test_fuzz_strategies import fuzz_settings, loop
-
-__all__ = ["loop"]
+from tests.proof.strategies import fuzz_settings
 
 FIELDS = {field.metadata["env"]: field for field in attrs.fields(StorageSettings)}
 MARK = "Zq7Pw"

@@ -10,20 +10,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.proof.conftest import loop
 from tests.proof.strategies import (
     expected_key,
     expected_original_key,
-    fuzz_settings,
     image_bytes,
     keys,
     names,
     sniffed_type,
 )
-
-# test_fuzz_settings.py still imports these two from here; they now live in
-# tests/proof/strategies.py and tests/proof/conftest.py.
-__all__ = ["fuzz_settings", "loop"]
 
 
 def _share(strategy: st.SearchStrategy[Any], predicate: Any) -> float:

@@ -30,6 +30,11 @@ from demeter_storage.adapters.sql.repository import (
 )
 from demeter_storage.adapters.sql.schema import TABLE_NAME, create_schema, metadata
 from demeter_storage.domain.errors import ConfigurationError
+from tests.adapters.sql.databases import (
+    create_postgres_database,
+    database_url,
+    drop_postgres_database,
+)
 from tests.adapters.sql.postgres_schema import until_waiting_on_a_lock
 
 HOST_EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "host_alembic"
@@ -49,32 +54,6 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield database_url(server_url, name)
     finally:
         await drop_postgres_database(server_url, name)
-
-
-def database_url(server_url: str, name: str) -> str:
-    """``server_url`` pointing at the database ``name``."""
-    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def create_postgres_database(server_url: str) -> str:
-    """A new empty database on the server of ``server_url``; its name."""
-    name = f"demeter_mig_{uuid.uuid4().hex[:12]}"
-    await _outside_transactions(server_url, f'CREATE DATABASE "{name}"')
-    return name
-
-
-async def drop_postgres_database(server_url: str, name: str) -> None:
-    """Drop the database ``name``, cutting off whoever is still connected."""
-    await _outside_transactions(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-async def _outside_transactions(server_url: str, statement: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(sa.text(statement))
-    finally:
-        await admin.dispose()
 
 
 @pytest.fixture
