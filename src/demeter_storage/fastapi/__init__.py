@@ -15,6 +15,7 @@ Tests swap the in-memory service in with one line:
 See ``docs/fastapi.md``.
 """
 
+from demeter_storage.fastapi.authorization import Action, Authorizer, allow_all, anonymous
 from demeter_storage.fastapi.lifespan import get_image_service, lifespan
 from demeter_storage.fastapi.models import (
     DirectUploadRequest,
@@ -33,7 +34,7 @@ from demeter_storage.fastapi.problems import (
     install_exception_handlers,
     problem_for,
 )
-from demeter_storage.fastapi.router import Action, Authorizer, allow_all, anonymous, images_router
+from demeter_storage.fastapi.router import images_router
 
 __all__ = [
     "Action",

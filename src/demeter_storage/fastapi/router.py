@@ -10,25 +10,19 @@ Uploads are ``multipart/form-data`` read as they arrive (see
 
 from __future__ import annotations
 
-import inspect
-import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Any, Final
 
-import pydantic
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import StreamingResponse
 
-from demeter_storage.domain.errors import ImageNotFound, ValidationError
-from demeter_storage.domain.images import ACCEPTED_TYPES, normalise_image_type
+from demeter_storage.domain.errors import ImageNotFound
 from demeter_storage.domain.keys import validate_session_id
 from demeter_storage.fastapi import downloads
-from demeter_storage.fastapi.forms import FILE_FIELD, FormRefused, StreamedForm, open_form
-from demeter_storage.fastapi.lifespan import get_image_service
+from demeter_storage.fastapi.authorization import Authorizer, Routing, anonymous
 from demeter_storage.fastapi.models import (
     DirectUploadRequest,
     DirectUploadResponse,
@@ -36,95 +30,12 @@ from demeter_storage.fastapi.models import (
     PresignedUrlRequest,
     PresignedUrlResponse,
     S3ImageResponse,
-    S3ImageUploadRequest,
-    VisualizationUploadRequest,
 )
-from demeter_storage.fastapi.problems import Denied, TooLarge, problem_responses
+from demeter_storage.fastapi.problems import problem_responses
+from demeter_storage.fastapi.uploads import add_upload_routes
 from demeter_storage.service.image_service import ImageService
-from demeter_storage.service.schemas import ImageResponse
 
-__all__ = ["Action", "Authorizer", "allow_all", "anonymous", "images_router"]
-
-Action: TypeAlias = Literal["upload_original", "upload_visualization", "read", "delete"]
-"""What a request wants to do in a session; the authorizer's second argument.
-
-* ``upload_original``: upload an original, begin or complete a direct upload;
-* ``upload_visualization``: upload a visualization;
-* ``read``: describe, list, download an image, or presign its URL;
-* ``delete``: delete an image (with its thumbnail and visualizations).
-"""
-
-Authorizer: TypeAlias = Callable[[Any, Action, str], bool | Awaitable[bool]]
-"""``(user, action, session_id) -> bool`` (or an awaitable of it): may ``user`` do it?"""
-
-_Model = TypeVar("_Model", bound=pydantic.BaseModel)
-
-FORM_OVERHEAD: Final = 1024 * 1024
-"""Bytes a form may carry beyond the file (its fields, part headers and boundaries)."""
-
-_MULTIPART: Final = "multipart/form-data"
-
-
-def allow_all(user: Any, action: Action, session_id: str) -> bool:
-    """An authorizer that allows everything (tests, or an app behind its own gateway)."""
-    return True
-
-
-def anonymous() -> None:
-    """An authentication dependency that knows nobody: the authorizer gets ``None``."""
-
-
-def _form_schema(model: type[pydantic.BaseModel], file_description: str) -> dict[str, Any]:
-    """The multipart body's schema: ``model``'s fields (the optional ones may be absent), the file.
-
-    A form field is text: an optional field is simply absent (never null), and
-    the ``metadata`` object is sent as JSON text.
-    """
-    source = model.model_json_schema()
-    properties: dict[str, Any] = {}
-    for name, schema in source["properties"].items():
-        field = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
-        branches = [branch for branch in schema.get("anyOf", []) if branch.get("type") != "null"]
-        if branches:
-            field.update(branches[0])
-        if field.get("type") == "object":
-            field = {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "description": f"A JSON object. {schema.get('description', '')}".strip(),
-                "examples": [json.dumps(example) for example in schema.get("examples", [])],
-            }
-        properties[name] = field
-    properties[FILE_FIELD] = {
-        "type": "string",
-        "format": "binary",
-        "description": file_description,
-    }
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": [FILE_FIELD, *source.get("required", [])],
-        "additionalProperties": False,
-    }
-
-
-def _multipart_body(model: type[pydantic.BaseModel], file_description: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "description": (
-                f"A {_MULTIPART} form: the fields, then the image as the last part, named "
-                f"{FILE_FIELD!r} (it streams to the store as it arrives)."
-            ),
-            "content": {
-                _MULTIPART: {
-                    "schema": _form_schema(model, file_description),
-                    "encoding": {FILE_FIELD: {"contentType": ", ".join(ACCEPTED_TYPES)}},
-                }
-            },
-        }
-    }
-
+__all__ = ["images_router"]
 
 _DOWNLOAD_HEADERS: Final = {
     "ETag": {"description": "The image's SHA-256, quoted.", "schema": {"type": "string"}},
@@ -150,78 +61,6 @@ _DOWNLOAD_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "headers": {"Content-Range": {"schema": {"type": "string"}}},
     },
 }
-
-
-async def _allow(authorize: Authorizer, user: Any, action: Action, session_id: str) -> None:
-    verdict = authorize(user, action, session_id)
-    if inspect.isawaitable(verdict):
-        verdict = await verdict
-    if verdict is not True:
-        raise Denied(f"you may not {action.replace('_', ' ')} in session {session_id!r}")
-
-
-def _fields(form: StreamedForm, model: type[pydantic.BaseModel]) -> dict[str, Any]:
-    """The form's fields as ``model``'s input (metadata parsed from its JSON)."""
-    values: dict[str, Any] = dict(form.fields)
-    if "metadata" in values:
-        try:
-            values["metadata"] = json.loads(values["metadata"])
-        except ValueError:
-            raise RequestValidationError(
-                [{"loc": ("body", "metadata"), "msg": "metadata must be a JSON object"}]
-            ) from None
-    return values
-
-
-def _parse(model: type[_Model], values: dict[str, Any]) -> _Model:
-    try:
-        return model.model_validate(values)
-    except pydantic.ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
-
-
-def _file_type(form: StreamedForm, declared: str | None) -> str | None:
-    """The content type of the file: the field's, the file part's, or None (taken from its bytes).
-
-    Raises:
-        FormRefused: both are given and disagree.
-    """
-    part = form.content_type
-    if part and part.split(";", 1)[0].strip().lower() == "application/octet-stream":
-        part = None  # what clients send when they do not know
-    if declared and part:
-        try:
-            same = normalise_image_type(declared) == normalise_image_type(part)
-        except ValidationError:
-            same = declared.strip().lower() == part.strip().lower()
-        if not same:
-            raise FormRefused(
-                f"the file part says {part!r} but content_type says {declared!r}; send one type"
-            )
-    return declared or part
-
-
-def _filename(form: StreamedForm, declared: str | None) -> str:
-    name = declared or form.filename
-    if not name:
-        raise FormRefused(
-            "name the photo: send a filename field, or a filename in the file part's "
-            "Content-Disposition"
-        )
-    return name
-
-
-def _check_length(request: Request, service: ImageService) -> None:
-    """Refuse a body whose declared length is beyond the service's limit, unread (413)."""
-    length = request.headers.get("content-length", "")
-    limit = service.config.max_upload_bytes + FORM_OVERHEAD
-    if length.isdigit() and (len(length) > 18 or int(length) > limit):
-        raise TooLarge(
-            f"the body is larger than the {service.config.max_upload_bytes} bytes an upload "
-            "may have; upload a smaller file"
-        )
 
 
 def images_router(
@@ -263,119 +102,14 @@ def images_router(
     =======  ======================================  ========================
     """
     router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
-    routing = _Routing(authorize, Depends(authenticate), operation_id_prefix)
-    _upload_routes(router, routing)
+    routing = Routing(authorize, Depends(authenticate), operation_id_prefix)
+    add_upload_routes(router, routing)
     _read_routes(router, routing)
     _change_routes(router, routing)
     return router
 
 
-class _Routing:
-    """What every route needs: the authorizer, the user's dependency, the operation ids."""
-
-    def __init__(self, authorize: Authorizer, user: Any, operation_id_prefix: str) -> None:
-        self.authorize = authorize
-        self.user = user
-        self.service = Depends(get_image_service)
-        self.prefix = operation_id_prefix
-
-    def operation(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    async def allow(self, user: Any, action: Action, session_id: str) -> None:
-        await _allow(self.authorize, user, action, session_id)
-
-    async def readable(
-        self, service: ImageService, user: Any, image_id: uuid.UUID
-    ) -> ImageResponse:
-        image = await service.get_image(image_id)
-        await self.allow(user, "read", image.session_id)
-        return image
-
-
-def _upload_routes(router: APIRouter, ctx: _Routing) -> None:
-    """The two streamed multipart uploads."""
-
-    @router.post(
-        "/sessions/{session_id}/originals",
-        status_code=201,
-        response_model=S3ImageResponse,
-        operation_id=ctx.operation("upload_original"),
-        summary="Upload an original photo",
-        responses=problem_responses(403, 409, 413, 422, 503),
-        openapi_extra=_multipart_body(
-            S3ImageUploadRequest, "The photo (JPEG, PNG, WebP, TIFF, HEIC or HEIF)."
-        ),
-    )
-    async def upload_original(
-        session_id: str,
-        request: Request,
-        user: Any = ctx.user,
-        service: ImageService = ctx.service,
-    ) -> S3ImageResponse:
-        """Store a photo under ``{session_id}/{filename}``, streamed as it arrives."""
-        session = validate_session_id(session_id)
-        await ctx.allow(user, "upload_original", session)
-        _check_length(request, service)
-        form = await open_form(request)
-        fields = _parse(S3ImageUploadRequest, _fields(form, S3ImageUploadRequest))
-        content_type = _file_type(form, fields.content_type)
-        if content_type is None:
-            raise FormRefused(
-                "say what the photo is: send a content_type field, or a Content-Type in the "
-                "file part (image/jpeg, say)"
-            )
-        upload = fields.to_domain(_filename(form, fields.filename), content_type)
-        image = await service.upload_original(form.file(), session, upload)
-        return S3ImageResponse.from_domain(image)
-
-    @router.post(
-        "/sessions/{session_id}/visualizations",
-        status_code=201,
-        response_model=S3ImageResponse,
-        operation_id=ctx.operation("upload_visualization"),
-        summary="Upload a visualization drawn from an original",
-        responses=problem_responses(403, 409, 413, 422, 503),
-        openapi_extra=_multipart_body(
-            VisualizationUploadRequest, "The image the ML pipeline drew."
-        ),
-    )
-    async def upload_visualization(
-        session_id: str,
-        request: Request,
-        user: Any = ctx.user,
-        service: ImageService = ctx.service,
-    ) -> S3ImageResponse:
-        """Store a visualization under ``{session_id}/viz_{filename}``, linked to its original."""
-        session = validate_session_id(session_id)
-        await ctx.allow(user, "upload_visualization", session)
-        _check_length(request, service)
-        form = await open_form(request)
-        fields = _parse(VisualizationUploadRequest, _fields(form, VisualizationUploadRequest))
-        if fields.parent_id is not None:
-            try:
-                parent = await service.get_image(fields.parent_id)
-            except ImageNotFound:  # a field of the form, not the resource asked for: 422
-                raise ValidationError(
-                    f"parent_id {fields.parent_id} is not a ready original image"
-                ) from None
-            if parent.session_id != session:
-                raise ValidationError(
-                    f"parent_id {fields.parent_id} is an image of another session; link "
-                    "visualizations to originals of their own session"
-                )
-        image = await service.upload_visualization(
-            form.file(),
-            session,
-            _filename(form, fields.filename),
-            content_type=_file_type(form, fields.content_type),
-            parent_id=fields.parent_id,
-            metadata=fields.metadata,
-        )
-        return S3ImageResponse.from_domain(image)
-
-
-def _read_routes(router: APIRouter, ctx: _Routing) -> None:
+def _read_routes(router: APIRouter, ctx: Routing) -> None:
     """Describe, list, download, presign."""
 
     @router.get(
@@ -495,7 +229,7 @@ def _read_routes(router: APIRouter, ctx: _Routing) -> None:
         )
 
 
-def _change_routes(router: APIRouter, ctx: _Routing) -> None:
+def _change_routes(router: APIRouter, ctx: Routing) -> None:
     """Delete, and the two steps of a direct upload."""
 
     @router.delete(
