@@ -80,8 +80,8 @@ class StorageSettings:
     create_schema: bool | None = setting(
         "DEMETER_CREATE_SCHEMA",
         None,
-        "Create the metadata table at start-up. Default: only for the embedded SQLite "
-        "database (use your migrations otherwise).",
+        "Upgrade the metadata schema to this release's migrations at start-up. Default: "
+        "only for the embedded SQLite database (run `demeter-storage db upgrade` otherwise).",
     )
     bucket_original: str = setting(
         "S3_BUCKET_ORIGINAL",
