@@ -8,9 +8,10 @@ direct one's, and a 200 MiB upload through it raises the peak RSS of a fresh
 process (server and client) by at most 64 MiB
 (``tests/fastapi/upload_memory_worker.py``).
 
-``python benchmarks/fastapi_upload.py [--quick] [--rounds N] [--output FILE]``
-writes ``benchmarks/results/fastapi_upload.json``; :func:`run` returns the
-same dict for ``run_all.py``.
+``python benchmarks/run_all.py --only fastapi_upload`` measures it with the
+other sections; ``python benchmarks/fastapi_upload.py [--quick] [--rounds N]
+[--seed N] [--output FILE]`` writes ``benchmarks/results/fastapi_upload.json``
+alone (without rendering the page).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
+import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from common import Summary, log, paired, row, shuffled, target  # noqa: E402
 
 from demeter_storage import StorageSettings, UploadRequest, build_service  # noqa: E402
 from tests.fastapi.upload_memory_worker import BOUNDARY, form, serve  # noqa: E402
@@ -42,6 +47,8 @@ CONCURRENCY = (1, 4)
 THROUGHPUT_GOAL = 0.8
 RSS_GOAL_MIB = 64
 RSS_SIZE_MIB = 200
+DIRECT = "`ImageService.upload_original` directly"
+ROUTER = "`images_router` (uvicorn on loopback, multipart, httpx client)"
 
 
 def _file_chunks(size: int) -> Iterator[bytes]:
@@ -104,78 +111,98 @@ def _rss(root: Path) -> dict[str, float]:
         text=True,
         timeout=900,
         check=True,
-        env={"PYTHONPATH": str(REPO / "src")} | dict(__import__("os").environ),
+        env={"PYTHONPATH": str(REPO / "src")} | dict(os.environ),
     )
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
 
-def run(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
-    """Measure; return the figures (MiB/s medians per size and concurrency, ratios, RSS)."""
+def run(*, quick: bool, rounds: int | None, seed: int | None) -> dict[str, Any]:
+    """Measure under ``$TMPDIR``; the section's result (MiB/s per size and concurrency)."""
     sizes = (1, 4) if quick else SIZES_MIB
-    rounds = 1 if quick else rounds
-    rows = []
+    rounds = rounds or (1 if quick else 3)
+    shuffler = random.Random(seed)
+    rates: dict[tuple[int, int, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fastapi-") as scratch:
         server, url = serve(Path(scratch) / "router")
+        timed = {
+            DIRECT: lambda size, c, tag: _direct(Path(scratch) / "direct", size, c, tag),
+            ROUTER: lambda size, c, tag: _through_router(url, size, c, tag),
+        }
         try:
             # Warm both paths (imports, the first connection, SQLite's first writes).
-            asyncio.run(_direct(Path(scratch) / "direct", MIB, 1, "warm"))
-            asyncio.run(_through_router(url, MIB, 1, "warm"))
-            for size_mib in sizes:
-                for concurrency in CONCURRENCY:
-                    direct, router, ratios = [], [], []
-                    for round_ in range(rounds):
-                        tag = f"{size_mib}-{concurrency}-{round_}"
-                        volume = size_mib * concurrency
-                        direct_s = asyncio.run(
-                            _direct(Path(scratch) / "direct", size_mib * MIB, concurrency, tag)
-                        )
-                        router_s = asyncio.run(
-                            _through_router(url, size_mib * MIB, concurrency, tag)
-                        )
-                        direct.append(volume / direct_s)
-                        router.append(volume / router_s)
-                        ratios.append(direct_s / router_s)
-                    rows.append(
-                        {
-                            "size_mib": size_mib,
-                            "concurrency": concurrency,
-                            "direct_mib_s": statistics.median(direct),
-                            "router_mib_s": statistics.median(router),
-                            "ratio": statistics.median(ratios),
-                            "ratio_min": min(ratios),
-                            "ratio_max": max(ratios),
-                        }
-                    )
-                    print(rows[-1], flush=True)
+            for upload in timed.values():
+                asyncio.run(upload(MIB, 1, "warm"))
+            for round_ in range(1, rounds + 1):
+                for size_mib in sizes:
+                    for c in CONCURRENCY:
+                        tag = f"{round_}-{size_mib}-{c}"
+                        for name in shuffled(list(timed), shuffler):
+                            seconds = asyncio.run(timed[name](size_mib * MIB, c, tag))
+                            rate = size_mib * c / seconds
+                            rates.setdefault((size_mib, c, name), []).append(rate)
+                            log(f"fastapi {round_}/{rounds} {size_mib} MiB x{c} {name} {rate:.1f}")
         finally:
             server.should_exit = True
         rss = _rss(Path(scratch) / "rss")
-    worst = min(row["ratio"] for row in rows)
+    rows = [
+        row(name, rates[(size, c, name)], case=f"{size} MiB x{c}", versus=versus)
+        for size in sizes
+        for c in CONCURRENCY
+        for versus in [{"direct": rates[(size, c, DIRECT)]}]
+        for name in (DIRECT, ROUTER)
+    ]
+    ratios = {
+        (size, c): paired(rates[(size, c, ROUTER)], rates[(size, c, DIRECT)])
+        for size, c, name in rates
+        if name == ROUTER
+    }
+    (size, c), worst = min(ratios.items(), key=lambda item: item[1].median)
+    growth = Summary.of([rss["growth_mib"]])
     return {
-        "what": "upload through images_router (uvicorn, multipart) vs ImageService directly, "
-        "local store, thumbnails off",
-        "rounds": rounds,
+        "title": "Uploads through the FastAPI router",
+        "unit": "MiB/s",
+        "parameters": {
+            "rounds": rounds,
+            "store": "local, thumbnails off",
+            f"{RSS_SIZE_MIB} MiB upload through the router": f"{rss['mib_per_s']:.0f} MiB/s",
+            "measured": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        },
         "rows": rows,
-        "throughput_goal": THROUGHPUT_GOAL,
-        "worst_ratio": worst,
-        "throughput_met": worst >= THROUGHPUT_GOAL,
-        "rss": rss,
-        "rss_goal_mib": RSS_GOAL_MIB,
-        "rss_met": rss["growth_mib"] <= RSS_GOAL_MIB,
+        "targets": [
+            target(
+                f"router vs service directly, slowest case ({size} MiB x{c})",
+                ">=",
+                THROUGHPUT_GOAL,
+                "x",
+                worst,
+            ),
+            {
+                **target(
+                    f"peak RSS growth, {RSS_SIZE_MIB} MiB upload through the router",
+                    "<=",
+                    RSS_GOAL_MIB,
+                    "MiB",
+                    growth,
+                ),
+                "basis": "one fresh process, server and client",
+            },
+        ],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--output", type=Path, default=RESULTS)
     options = parser.parse_args()
-    figures = run(quick=options.quick, rounds=options.rounds)
+    result = run(quick=options.quick, rounds=options.rounds, seed=options.seed)
     options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in figures.items() if k != "rows"}, indent=2))
+    text = json.dumps({"section": "fastapi_upload", **result}, indent=1) + "\n"
+    options.output.write_text(text, encoding="utf-8")
+    print(json.dumps(result["targets"], indent=1))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
-SECTIONS: Final = ("presign", "small", "large", "service", "local")
+SECTIONS: Final = ("presign", "small", "large", "service", "local", "fastapi_upload")
 AB_START: Final = "<!-- ab-optimisations:start -->"
 AB_END: Final = "<!-- ab-optimisations:end -->"
 

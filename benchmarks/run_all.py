@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/run_all.py [--quick] [--only SECTION ...] [--rounds N]
 [--seed N] [--results DIR] [--output FILE]``. Sections: presign, small, large,
-service, local. Each writes ``DIR/SECTION.json`` (default
+service, local, fastapi_upload. Each writes ``DIR/SECTION.json`` (default
 ``benchmarks/results``); the run's machine and timings go to ``DIR/run.json``;
 then ``render.py`` rewrites the tables of ``FILE`` (default ``docs/benchmarks.md``).
 """
